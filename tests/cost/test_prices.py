@@ -1,0 +1,122 @@
+"""The price table: hand-computed costs of cached, cache-write and mid-month price changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.errors import InputError
+from pipelines.prices import load_prices, price_usage, unpriced_models
+from pipelines.settings import REPO_ROOT
+
+HEADER = (
+    "provider,model,effective_date,input_per_mtok,output_per_mtok,cached_input_per_mtok,"
+    "cache_write_per_mtok,currency,source\n"
+)
+
+
+def usage_row(provider, model, day, input_tokens, output_tokens=0, cached=0, cache_write=0):
+    return {
+        "provider": provider,
+        "model": model,
+        "day": day,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_input_tokens": cached,
+        "cache_write_tokens": cache_write,
+    }
+
+
+def test_repository_price_table_prices_every_model_of_the_replay_log():
+    prices = load_prices(REPO_ROOT / "config" / "prices.csv")
+    for key in [
+        ("anthropic", "claude-sonnet-4.5"),
+        ("anthropic", "claude-opus-4"),
+        ("openai", "gpt-4.1"),
+        ("deepseek", "deepseek-v3.2"),
+    ]:
+        assert key in prices
+    assert all(
+        row.source.startswith("https://") for key in prices.models() for row in prices.history(*key)
+    )
+    deepseek_chat = prices.history("deepseek", "deepseek-chat")
+    assert len(deepseek_chat) >= 2 and deepseek_chat[-1].output_per_mtok == 0.42
+
+
+def test_cached_and_cache_write_tokens_are_each_priced_once_at_their_own_rate():
+    prices = load_prices(REPO_ROOT / "config" / "prices.csv")
+    day = dt.date(2025, 11, 3)
+    usage = pd.DataFrame(
+        [
+            usage_row("anthropic", "claude-sonnet-4.5", day, 1_000_000, 200_000, 400_000, 100_000),
+            usage_row("openai", "gpt-4.1", day, 1_000_000, 200_000, 400_000, 100_000),
+        ]
+    )
+
+    priced = price_usage(usage, prices)
+
+    # Anthropic: 0.5M uncached x $3 + 0.4M read x $0.30 + 0.1M write x $3.75 + 0.2M out x $15.
+    assert priced["cost"].iloc[0] == pytest.approx(1.5 + 0.12 + 0.375 + 3.0)
+    # OpenAI has no cache-write price: written tokens cost the input rate ($2), reads $0.50.
+    assert priced["cost"].iloc[1] == pytest.approx(1.0 + 0.2 + 0.2 + 1.6)
+    assert priced["cost_cache_write"].tolist() == pytest.approx([0.375, 0.2])
+
+
+def test_a_mid_month_price_change_never_reprices_the_days_before_it(tmp_path: Path):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER
+        + "acme,m1,2025-03-01,1.00,2.00,,,USD,https://example.test\n"
+        + "acme,m1,2025-03-15,2.00,4.00,,,USD,https://example.test\n"
+    )
+    prices = load_prices(path)
+    usage = pd.DataFrame(
+        [
+            usage_row("acme", "m1", dt.date(2025, 3, 14), 1_000_000, 1_000_000),
+            usage_row("acme", "m1", dt.date(2025, 3, 15), 1_000_000, 1_000_000),
+        ]
+    )
+
+    priced = price_usage(usage, prices)
+
+    assert priced["cost"].tolist() == pytest.approx([3.0, 6.0])
+    assert priced["price_effective_date"].tolist() == [dt.date(2025, 3, 1), dt.date(2025, 3, 15)]
+
+
+def test_an_unknown_model_is_unpriced_by_name_not_costed_at_zero():
+    prices = load_prices(REPO_ROOT / "config" / "prices.csv")
+    usage = pd.DataFrame(
+        [
+            usage_row("acme", "secret-model", dt.date(2025, 11, 3), 1000, 10),
+            usage_row("openai", "gpt-4.1", dt.date(2025, 11, 3), 1_000_000),
+        ]
+    )
+
+    priced = price_usage(usage, prices)
+
+    assert pd.isna(priced["cost"].iloc[0])
+    assert priced["priced"].tolist() == [False, True]
+    assert unpriced_models(priced) == ["acme/secret-model"]
+
+
+def test_usage_before_a_models_first_listing_uses_that_first_price(tmp_path: Path, caplog):
+    prices = load_prices(REPO_ROOT / "config" / "prices.csv")
+    usage = pd.DataFrame([usage_row("openai", "gpt-4.1", dt.date(2015, 3, 2), 1_000_000)])
+
+    priced = price_usage(usage, prices)
+
+    assert priced["cost"].iloc[0] == pytest.approx(2.0)
+    assert "before its first listed price" in caplog.text
+
+
+def test_a_bad_price_names_the_file_line_and_field(tmp_path: Path):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER + "acme,m1,2025-03-01,1.00,2.00,,,USD,x\nacme,m2,2025-03-01,abc,2,,,USD,x\n"
+    )
+
+    with pytest.raises(InputError, match=r"prices.csv:3: field 'input_per_mtok'='abc'"):
+        load_prices(path)
