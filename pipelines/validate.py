@@ -1,0 +1,600 @@
+"""Great Expectations checks on every batch before it is published, and on the lake by hand.
+
+The suites are data, kept in ``expectations/<suite>.json`` so that a reviewer reads the
+thresholds there and never in code. Each expectation says in ``meta.severity`` whether a
+failure is ``critical`` (the step stops, nothing downstream sees the batch) or a
+``warning`` (logged, stored with the validation results, the run goes on).
+
+An expectation may also say ``meta.requires``: ``batch_interval`` (it needs the interval
+the batch claims to cover) or ``newest_partition`` (freshness makes sense only for the
+newest data). When a requirement is not met the suite runs as a variant without those
+expectations, registered under its own name (``calls-without-batch_interval``), so the
+stored results and Data Docs say plainly what was not checked.
+
+Everything GX keeps lives in a file-backed project under ``settings.gx_dir``: suites,
+validation definitions, checkpoints, the stored results, and the Data Docs site
+(``gx/uncommitted/data_docs/local_site/index.html``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import DataQualityError, UsagecastError
+from pipelines.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+SUITES_DIR = REPO_ROOT / "expectations"
+CALLS_SUITE = "calls"
+HOURLY_SUITE = "usage_hourly"
+CRITICAL = "critical"
+WARNING = "warning"
+SEVERITIES = (CRITICAL, WARNING)
+REQUIREMENTS = ("batch_interval", "newest_partition")
+DATASOURCE = "usagecast_staged"
+OFFENDING_ROWS_SHOWN = 5
+TRAILING_DAYS = 28
+TRAILING_MIN_DAYS = 7
+ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
+"""Columns that locate an offending row in the messages (the failing value comes too)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed expectation on one partition, in words a user can act on."""
+
+    suite: str
+    day: dt.date | None
+    expectation: str
+    column: str | None
+    severity: str
+    observed: str
+    offending_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f" on {self.day.isoformat()}" if self.day else ""
+        column = f" column {self.column!r}" if self.column else ""
+        text = (
+            f"suite {self.suite!r}{where}: {self.expectation}{column} failed, "
+            f"observed {self.observed}"
+        )
+        if self.offending_rows:
+            rows = "; ".join(_format_row(row) for row in self.offending_rows)
+            text += f"; offending rows: {rows}"
+        return text
+
+
+@dataclass
+class ValidationReport:
+    """What the suites found; ``critical`` non-empty means the batch must not be used."""
+
+    critical: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    partitions_checked: int = 0
+    rows_checked: int = 0
+    expectations_evaluated: int = 0
+    docs_index: Path | None = None
+
+    def extend(self, other: ValidationReport) -> None:
+        self.critical.extend(other.critical)
+        self.warnings.extend(other.warnings)
+        self.partitions_checked += other.partitions_checked
+        self.rows_checked += other.rows_checked
+        self.expectations_evaluated += other.expectations_evaluated
+
+    @property
+    def success(self) -> bool:
+        return not self.critical
+
+    def summary(self) -> str:
+        verdict = "passed" if self.success else f"FAILED ({len(self.critical)} critical)"
+        text = (
+            f"validation {verdict}: {self.partitions_checked} partitions, "
+            f"{self.rows_checked:,} rows, {self.expectations_evaluated} expectation results, "
+            f"{len(self.warnings)} warnings"
+        )
+        if self.docs_index is not None:
+            text += f"; Data Docs: {self.docs_index}"
+        return text
+
+    def failure_message(self) -> str:
+        lines = [self.summary()]
+        lines.extend(f"- {finding.describe()}" for finding in self.critical)
+        return "\n".join(lines)
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in row.items())
+
+
+def load_suite_spec(name: str, suites_dir: Path = SUITES_DIR) -> dict[str, Any]:
+    """Read a suite file and check every expectation declares a known severity."""
+    path = suites_dir / f"{name}.json"
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsagecastError(f"expectation suite {path} is missing") from None
+    except json.JSONDecodeError as error:
+        raise UsagecastError(f"expectation suite {path} is not valid JSON: {error}") from None
+
+    for position, expectation in enumerate(spec.get("expectations", [])):
+        meta = expectation.get("meta", {})
+        if meta.get("severity") not in SEVERITIES:
+            raise UsagecastError(
+                f"{path}: expectation #{position} ({expectation.get('type')}) needs "
+                f"meta.severity 'critical' or 'warning', not {meta.get('severity')!r}"
+            )
+        if meta.get("requires") not in (None, *REQUIREMENTS):
+            raise UsagecastError(
+                f"{path}: expectation #{position} ({expectation.get('type')}) has unknown "
+                f"meta.requires {meta.get('requires')!r}; known: {', '.join(REQUIREMENTS)}"
+            )
+    return spec
+
+
+class _GxProject:
+    """The file-backed GX project in the data folder, with one checkpoint per suite variant."""
+
+    def __init__(self, settings: Settings) -> None:
+        import great_expectations as gx
+
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.context = gx.get_context(mode="file", project_root_dir=settings.data_dir)
+        self.context.variables.progress_bars = {"globally": False}
+        self.datasource = self.context.data_sources.add_or_update_pandas(DATASOURCE)
+        self.specs = {name: load_suite_spec(name) for name in (CALLS_SUITE, HOURLY_SUITE)}
+        self.checkpoints: dict[str, Any] = {}
+        self.result_ids: list[Any] = []
+
+    def checkpoint(self, suite: str, available: frozenset[str]) -> Any:
+        """The checkpoint of the suite variant that fits what this run can check."""
+        missing = sorted(set(REQUIREMENTS) - available)
+        variant = suite if not missing else f"{suite}-without-{'-'.join(missing)}"
+        if variant in self.checkpoints:
+            return self.checkpoints[variant]
+
+        import great_expectations as gx
+
+        spec = self.specs[suite]
+        expectations = [
+            expectation
+            for expectation in spec["expectations"]
+            if expectation.get("meta", {}).get("requires") in (None, *available)
+        ]
+        gx_suite = gx.ExpectationSuite(
+            name=variant, expectations=expectations, meta=spec.get("meta", {})
+        )
+        if len(gx_suite.expectations) != len(expectations):
+            raise UsagecastError(
+                f"expectations/{suite}.json: GX rejected "
+                f"{len(expectations) - len(gx_suite.expectations)} expectation(s); "
+                "see the great_expectations log above for the invalid configuration"
+            )
+        gx_suite = self.context.suites.add_or_update(gx_suite)
+
+        asset_names = self.datasource.get_asset_names()
+        asset = (
+            self.datasource.get_asset(suite)
+            if suite in asset_names
+            else self.datasource.add_dataframe_asset(suite)
+        )
+        batch_names = [definition.name for definition in asset.batch_definitions]
+        batch_definition = (
+            asset.get_batch_definition("staged")
+            if "staged" in batch_names
+            else asset.add_batch_definition_whole_dataframe("staged")
+        )
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=variant, data=batch_definition, suite=gx_suite)
+        )
+        checkpoint = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=variant,
+                validation_definitions=[definition],
+                actions=[],
+                result_format={
+                    "result_format": "SUMMARY",
+                    "unexpected_index_column_names": ROW_KEYS[suite],
+                    "partial_unexpected_count": OFFENDING_ROWS_SHOWN,
+                },
+            )
+        )
+        self.checkpoints[variant] = checkpoint
+        return checkpoint
+
+    def run(
+        self,
+        suite: str,
+        day: dt.date | None,
+        frame: pd.DataFrame,
+        parameters: dict[str, Any],
+        available: frozenset[str],
+    ) -> ValidationReport:
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        checkpoint = self.checkpoint(suite, available)
+        run_name = f"{suite}-{day.isoformat() if day else 'batch'}"
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            run_id=RunIdentifier(run_name=run_name),
+        )
+        report = ValidationReport(partitions_checked=1, rows_checked=len(frame))
+        for identifier, validation in result.run_results.items():
+            self.result_ids.append(identifier)
+            for outcome in validation.results:
+                report.expectations_evaluated += 1
+                finding = _finding(suite, day, outcome)
+                if finding is None:
+                    continue
+                if finding.severity == CRITICAL:
+                    report.critical.append(finding)
+                else:
+                    report.warnings.append(finding)
+        return report
+
+    def build_docs(self) -> Path | None:
+        """Render the results of this run into the Data Docs site; return its index page."""
+        if not self.result_ids:
+            return None
+        self.context.build_data_docs(resource_identifiers=self.result_ids)
+        index = self.settings.gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        return index if index.is_file() else None
+
+
+def _raised_exception(outcome: Any) -> str | None:
+    """GX reports an expectation that could not run (e.g. a missing column) as an exception."""
+    info = outcome.exception_info or {}
+    candidates = [info] if "raised_exception" in info else list(info.values())
+    for candidate in candidates:
+        if isinstance(candidate, dict) and candidate.get("raised_exception"):
+            return str(candidate.get("exception_message") or "exception").splitlines()[0]
+    return None
+
+
+def _finding(suite: str, day: dt.date | None, outcome: Any) -> Finding | None:
+    """Turn one failed GX result into a finding; ``None`` when the expectation held."""
+    config = outcome.expectation_config
+    error = _raised_exception(outcome)
+    if outcome.success and error is None:
+        return None
+
+    kwargs = config.kwargs or {}
+    column = kwargs.get("column")
+    if column is None and "column_A" in kwargs:
+        column = f"{kwargs['column_A']} >= {kwargs['column_B']}"
+    if column is None and "column_list" in kwargs:
+        column = ",".join(kwargs["column_list"])
+    severity = (config.meta or {}).get("severity", CRITICAL)
+
+    result = outcome.result or {}
+    if error is not None:
+        observed = f"an error: {error}"
+        severity = CRITICAL
+    elif "unexpected_count" in result and result.get("element_count"):
+        observed = (
+            f"{result['unexpected_count']:,} of {result['element_count']:,} rows unexpected "
+            f"({result.get('unexpected_percent', 0.0):.2f}%)"
+        )
+        if result.get("partial_unexpected_list") and not result.get(
+            "partial_unexpected_index_list"
+        ):
+            values = [_plain(value) for value in result["partial_unexpected_list"]]
+            observed += f", e.g. {values[:OFFENDING_ROWS_SHOWN]}"
+    else:
+        observed = repr(_plain(result.get("observed_value")))
+    rows = [
+        {key: _plain(value) for key, value in row.items()}
+        for row in (result.get("partial_unexpected_index_list") or [])[:OFFENDING_ROWS_SHOWN]
+        if isinstance(row, dict)
+    ]
+    bounds = {
+        key: kwargs[key]
+        for key in ("min_value", "max_value", "value_set", "mostly", "type_", "column_set")
+        if key in kwargs and key != "value_set"
+    }
+    expectation = config.type + (f" {json.dumps(bounds, default=str)}" if bounds else "")
+    return Finding(suite, day, expectation, column, severity, observed, rows)
+
+
+def _plain(value: Any) -> Any:
+    """Numpy and pandas scalars as plain Python values, so messages and JSON read cleanly."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def calls_frame(table: pa.Table) -> pd.DataFrame:
+    """Calls as pandas with nullable integers, so a call without usage stays an integer null.
+
+    GX's type check reads ``dtype.type``: pandas ``Int64`` reports ``numpy.int64`` and
+    passes ``type_: int64``, whereas the default conversion would turn nullable token
+    columns into float64 and fail it.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def hourly_frames(
+    settings: Settings,
+    hourly_by_day: dict[dt.date, pa.Table],
+    now: dt.datetime,
+) -> dict[dt.date, pd.DataFrame]:
+    """Hourly partitions as pandas with the three derived columns the suite checks.
+
+    ``hours_since_previous`` is the gap to the series' previous hour anywhere in the batch
+    (null for its first hour), so a hole at midnight between two days of one batch counts.
+    ``requests_vs_trailing`` compares the day's mean requests per covered hour with the
+    series' mean over the trailing weeks, taken from the batch itself and the published
+    lake (the batch wins for its own days); null with fewer than a week of history.
+    ``hour_age_hours`` is how long before ``now`` each hour began.
+    """
+    import pandas as pd
+
+    days = sorted(hourly_by_day)
+    frames = [calls_frame(hourly_by_day[day]).assign(utc_day=day) for day in days]
+    if not frames:
+        return {}
+    batch = pd.concat(frames, ignore_index=True)
+    if "series_id" not in batch.columns or "hour" not in batch.columns:
+        return {day: frame.drop(columns="utc_day") for day, frame in zip(days, frames, strict=True)}
+
+    batch = batch.sort_values(["series_id", "hour"], kind="stable")
+    gaps = batch.groupby("series_id", sort=False)["hour"].diff()
+    batch["hours_since_previous"] = gaps.dt.total_seconds() / 3600.0
+
+    per_day = _daily_rates(batch)
+    history = _published_daily_rates(settings, days[0] - dt.timedelta(days=TRAILING_DAYS), days)
+    rates = pd.concat([history, per_day], ignore_index=True)
+    batch = batch.merge(
+        _trailing_ratios(rates, per_day), on=["series_id", "utc_day"], how="left", validate="m:1"
+    )
+    batch["hour_age_hours"] = (pd.Timestamp(now) - batch["hour"]).dt.total_seconds() / 3600.0
+
+    batch = batch.sort_values(["utc_day", "series_id", "hour"], kind="stable")
+    return {
+        day: group.drop(columns="utc_day").reset_index(drop=True)
+        for day, group in batch.groupby("utc_day", sort=True)
+    }
+
+
+def _daily_rates(hourly: pd.DataFrame) -> pd.DataFrame:
+    """Mean requests per covered hour, per series and day."""
+    grouped = hourly.groupby(["series_id", "utc_day"], as_index=False).agg(
+        requests=("requests", "sum"), hours=("hour", "count")
+    )
+    grouped["requests"] = grouped["requests"].astype("float64")
+    return grouped
+
+
+def _published_daily_rates(
+    settings: Settings, start: dt.date, batch_days: list[dt.date]
+) -> pd.DataFrame:
+    """The lake's per-series daily rates in the trailing window, minus the batch's own days."""
+    import pandas as pd
+
+    from pipelines import lake
+
+    table = lake.read_usage_hourly(
+        settings.lake_dir,
+        start_day=start,
+        end_day=batch_days[-1],
+        columns=["series_id", "hour", "requests"],
+    )
+    if table.num_rows == 0:
+        return pd.DataFrame(columns=["series_id", "utc_day", "requests", "hours"])
+    hourly = table.to_pandas()
+    hourly["utc_day"] = hourly["hour"].dt.date
+    hourly = hourly[~hourly["utc_day"].isin(set(batch_days))]
+    return _daily_rates(hourly)
+
+
+def _trailing_ratios(rates: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """For each (series, day) in ``targets``: its hourly rate over the trailing hourly rate."""
+    import numpy as np
+    import pandas as pd
+
+    by_series = {series: group for series, group in rates.groupby("series_id")}
+    ratios = []
+    for row in targets.itertuples(index=False):
+        history = by_series.get(row.series_id)
+        ratio = None
+        if history is not None:
+            window = history[
+                (history["utc_day"] < row.utc_day)
+                & (history["utc_day"] >= row.utc_day - dt.timedelta(days=TRAILING_DAYS))
+            ]
+            hours = window["hours"].sum()
+            if window["utc_day"].nunique() >= TRAILING_MIN_DAYS and hours > 0:
+                trailing_rate = window["requests"].sum() / hours
+                if trailing_rate > 0:
+                    ratio = (row.requests / row.hours) / trailing_rate
+        ratios.append(np.nan if ratio is None else ratio)
+    return pd.DataFrame(
+        {
+            "series_id": targets["series_id"].to_numpy(),
+            "utc_day": targets["utc_day"].to_numpy(),
+            "requests_vs_trailing": np.asarray(ratios, dtype="float64"),
+        }
+    )
+
+
+def _interval_parameters(
+    batch_interval: tuple[dt.datetime, dt.datetime] | None, now: dt.datetime
+) -> tuple[dict[str, Any], frozenset[str]]:
+    parameters: dict[str, Any] = {"now": now.isoformat()}
+    available: set[str] = set()
+    if batch_interval is not None:
+        start, end = (_utc(moment) for moment in batch_interval)
+        if end <= start:
+            raise UsagecastError(f"batch interval {start} .. {end} is empty")
+        parameters["interval_start"] = start.isoformat()
+        parameters["interval_end"] = end.isoformat()
+        available.add("batch_interval")
+    return parameters, frozenset(available)
+
+
+def _hour_floor(moment: str) -> str:
+    return dt.datetime.fromisoformat(moment).replace(minute=0, second=0, microsecond=0).isoformat()
+
+
+def _log_warnings(report: ValidationReport) -> None:
+    for finding in report.warnings:
+        logger.warning("data quality warning: %s", finding.describe())
+
+
+def validate_batch(
+    settings: Settings,
+    calls_by_day: dict[dt.date, pa.Table],
+    hourly_by_day: dict[dt.date, pa.Table],
+    batch_interval: tuple[dt.datetime, dt.datetime] | None = None,
+    now: dt.datetime | None = None,
+) -> ValidationReport:
+    """Check a staged batch before it is published; raise ``DataQualityError`` if critical.
+
+    ``batch_interval`` is the ``[start, end)`` span the batch claims to cover (a scheduled
+    run's data interval); without it only "not in the future" bounds the timestamps.
+    Every day is checked before raising, so the message lists all critical findings.
+    """
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    parameters, available = _interval_parameters(batch_interval, now)
+    newest_published = _newest_published_day(settings)
+    project = _GxProject(settings)
+    report = ValidationReport()
+
+    for day in sorted(calls_by_day):
+        frame = calls_frame(calls_by_day[day])
+        report.extend(project.run(CALLS_SUITE, day, frame, parameters, available))
+
+    hourly_parameters = dict(parameters)
+    if "interval_start" in hourly_parameters:
+        hourly_parameters["interval_start"] = _hour_floor(hourly_parameters["interval_start"])
+    frames = hourly_frames(settings, hourly_by_day, now)
+    newest_day = max(frames) if frames else None
+    for day, frame in frames.items():
+        is_newest = day == newest_day and (newest_published is None or day >= newest_published)
+        variant = available | {"newest_partition"} if is_newest else available
+        report.extend(project.run(HOURLY_SUITE, day, frame, hourly_parameters, variant))
+
+    report.docs_index = project.build_docs()
+    _log_warnings(report)
+    if report.critical:
+        error = DataQualityError(report.failure_message())
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    logger.info("%s", report.summary())
+    return report
+
+
+def _newest_published_day(settings: Settings) -> dt.date | None:
+    from pipelines import lake
+
+    days = lake.partition_days(settings.lake_dir, "usage_hourly")
+    return days[-1] if days else None
+
+
+def validate_lake(
+    settings: Settings, day: dt.date | None = None, now: dt.datetime | None = None
+) -> ValidationReport:
+    """Check published partitions one day at a time (all days, or one); never raises on data.
+
+    Each calls partition is held to its own day as the interval; freshness applies to the
+    newest hourly partition only. Memory stays flat: one day is in memory at a time, plus
+    the small per-series daily rates of the trailing weeks.
+    """
+    from pipelines import lake
+
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    calls_days = lake.partition_days(settings.lake_dir, "calls")
+    hourly_days = lake.partition_days(settings.lake_dir, "usage_hourly")
+    if day is not None:
+        calls_days = [candidate for candidate in calls_days if candidate == day]
+        hourly_days = [candidate for candidate in hourly_days if candidate == day]
+        if not calls_days and not hourly_days:
+            raise UsagecastError(
+                f"no published partition for {day.isoformat()} in {settings.lake_dir}"
+            )
+    newest_hourly = lake.partition_days(settings.lake_dir, "usage_hourly")[-1:] or [None]
+
+    project = _GxProject(settings)
+    report = ValidationReport()
+    for partition_day in _progress(settings, calls_days, "calls partitions"):
+        table = lake.read_partition(settings.lake_dir, "calls", partition_day)
+        interval = _day_interval(partition_day)
+        parameters, available = _interval_parameters(interval, now)
+        report.extend(
+            project.run(CALLS_SUITE, partition_day, calls_frame(table), parameters, available)
+        )
+        del table
+
+    for partition_day in _progress(settings, hourly_days, "hourly partitions"):
+        table = lake.read_partition(settings.lake_dir, "usage_hourly", partition_day)
+        parameters, available = _interval_parameters(_day_interval(partition_day), now)
+        if partition_day == newest_hourly[0]:
+            available = available | {"newest_partition"}
+        frames = hourly_frames(settings, {partition_day: table}, now)
+        report.extend(
+            project.run(HOURLY_SUITE, partition_day, frames[partition_day], parameters, available)
+        )
+
+    report.docs_index = project.build_docs()
+    _log_warnings(report)
+    for finding in report.critical:
+        logger.error("data quality failure: %s", finding.describe())
+    logger.info("%s", report.summary())
+    return report
+
+
+def _day_interval(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def _progress(settings: Settings, items: list[dt.date], what: str) -> Iterable[dt.date]:
+    if not settings.progress or len(items) < 2:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=f"validating {what}", unit="day")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="validate only this UTC day's partitions (YYYY-MM-DD); default: every day",
+    )
+    parser.add_argument(
+        "--now",
+        type=dt.datetime.fromisoformat,
+        help="check freshness and 'not in the future' against this time instead of now",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> str:
+    report = validate_lake(settings, day=args.date, now=args.now)
+    if report.critical:
+        raise DataQualityError(report.failure_message())
+    return report.summary()
