@@ -22,7 +22,7 @@ import argparse
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,9 @@ DATASOURCE = "usagecast_staged"
 OFFENDING_ROWS_SHOWN = 5
 TRAILING_DAYS = 28
 TRAILING_MIN_DAYS = 7
+CHUNK_ROWS = 500_000
+"""Calls validated per GX run: GX's fixed cost per run is high, its cost per row low."""
+HOURLY_CHUNK_DAYS = 31
 ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
 """Columns that locate an offending row in the messages (the failing value comes too)."""
 
@@ -56,7 +59,7 @@ class Finding:
     """One failed expectation on one partition, in words a user can act on."""
 
     suite: str
-    day: dt.date | None
+    days: tuple[dt.date, dt.date]
     expectation: str
     column: str | None
     severity: str
@@ -64,7 +67,8 @@ class Finding:
     offending_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
-        where = f" on {self.day.isoformat()}" if self.day else ""
+        first, last = self.days
+        where = f" on {first}" if first == last else f" on {first}..{last}"
         column = f" column {self.column!r}" if self.column else ""
         text = (
             f"suite {self.suite!r}{where}: {self.expectation}{column} failed, "
@@ -218,26 +222,28 @@ class _GxProject:
     def run(
         self,
         suite: str,
-        day: dt.date | None,
+        days: list[dt.date],
         frame: pd.DataFrame,
         parameters: dict[str, Any],
         available: frozenset[str],
     ) -> ValidationReport:
+        """One GX run over one or more partitions; findings name the span of days."""
         from great_expectations.core.run_identifier import RunIdentifier
 
         checkpoint = self.checkpoint(suite, available)
-        run_name = f"{suite}-{day.isoformat() if day else 'batch'}"
+        span = (days[0], days[-1])
+        run_name = f"{suite}-{span[0]}" if span[0] == span[1] else f"{suite}-{span[0]}..{span[1]}"
         result = checkpoint.run(
             batch_parameters={"dataframe": frame},
             expectation_parameters=parameters,
             run_id=RunIdentifier(run_name=run_name),
         )
-        report = ValidationReport(partitions_checked=1, rows_checked=len(frame))
+        report = ValidationReport(partitions_checked=len(days), rows_checked=len(frame))
         for identifier, validation in result.run_results.items():
             self.result_ids.append(identifier)
             for outcome in validation.results:
                 report.expectations_evaluated += 1
-                finding = _finding(suite, day, outcome)
+                finding = _finding(suite, span, outcome)
                 if finding is None:
                     continue
                 if finding.severity == CRITICAL:
@@ -265,7 +271,7 @@ def _raised_exception(outcome: Any) -> str | None:
     return None
 
 
-def _finding(suite: str, day: dt.date | None, outcome: Any) -> Finding | None:
+def _finding(suite: str, days: tuple[dt.date, dt.date], outcome: Any) -> Finding | None:
     """Turn one failed GX result into a finding; ``None`` when the expectation held."""
     config = outcome.expectation_config
     error = _raised_exception(outcome)
@@ -307,7 +313,7 @@ def _finding(suite: str, day: dt.date | None, outcome: Any) -> Finding | None:
         if key in kwargs and key != "value_set"
     }
     expectation = config.type + (f" {json.dumps(bounds, default=str)}" if bounds else "")
-    return Finding(suite, day, expectation, column, severity, observed, rows)
+    return Finding(suite, days, expectation, column, severity, observed, rows)
 
 
 def _plain(value: Any) -> Any:
@@ -323,13 +329,27 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def calls_frame(table: pa.Table) -> pd.DataFrame:
-    """Calls as pandas with nullable integers, so a call without usage stays an integer null.
+def calls_frame(table: pa.Table, day: dt.date) -> pd.DataFrame:
+    """One calls partition as pandas, with nullable integers and the partition's day.
 
     GX's type check reads ``dtype.type``: pandas ``Int64`` reports ``numpy.int64`` and
     passes ``type_: int64``, whereas the default conversion would turn nullable token
-    columns into float64 and fail it.
+    columns into float64 and fail it. ``timestamp_day`` and ``partition_day`` let the
+    suite check that every call sits in the partition of its own UTC day, which is what
+    allows several partitions to be validated in one GX run.
     """
+    import pandas as pd
+
+    frame = _nullable_frame(table)
+    if "timestamp" in frame.columns:
+        frame["timestamp_day"] = frame["timestamp"].dt.floor("D")
+        frame["partition_day"] = pd.Series(
+            pd.Timestamp(day, tz="UTC"), index=frame.index
+        ).astype(frame["timestamp_day"].dtype)
+    return frame
+
+
+def _nullable_frame(table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
 
@@ -337,15 +357,16 @@ def calls_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def hourly_frames(
+def hourly_frame(
     settings: Settings,
     hourly_by_day: dict[dt.date, pa.Table],
     now: dt.datetime,
-) -> dict[dt.date, pd.DataFrame]:
-    """Hourly partitions as pandas with the three derived columns the suite checks.
+) -> pd.DataFrame:
+    """Hourly partitions as one pandas frame with the three derived columns the suite checks.
 
-    ``hours_since_previous`` is the gap to the series' previous hour anywhere in the batch
-    (null for its first hour), so a hole at midnight between two days of one batch counts.
+    ``hours_since_previous`` is the gap to the series' previous hour in the same UTC day
+    (null for its first hour): hours outside every source's coverage are absent by
+    design, so only holes inside a day's covered span count.
     ``requests_vs_trailing`` compares the day's mean requests per covered hour with the
     series' mean over the trailing weeks, taken from the batch itself and the published
     lake (the batch wins for its own days); null with fewer than a week of history.
@@ -354,30 +375,23 @@ def hourly_frames(
     import pandas as pd
 
     days = sorted(hourly_by_day)
-    frames = [calls_frame(hourly_by_day[day]).assign(utc_day=day) for day in days]
-    if not frames:
-        return {}
+    frames = [_nullable_frame(hourly_by_day[day]).assign(utc_day=day) for day in days]
     batch = pd.concat(frames, ignore_index=True)
     if "series_id" not in batch.columns or "hour" not in batch.columns:
-        return {day: frame.drop(columns="utc_day") for day, frame in zip(days, frames, strict=True)}
+        return batch.drop(columns="utc_day")
 
-    batch = batch.sort_values(["series_id", "hour"], kind="stable")
-    gaps = batch.groupby("series_id", sort=False)["hour"].diff()
+    batch = batch.sort_values(["utc_day", "series_id", "hour"], kind="stable")
+    gaps = batch.groupby(["utc_day", "series_id"], sort=False)["hour"].diff()
     batch["hours_since_previous"] = gaps.dt.total_seconds() / 3600.0
 
     per_day = _daily_rates(batch)
     history = _published_daily_rates(settings, days[0] - dt.timedelta(days=TRAILING_DAYS), days)
-    rates = pd.concat([history, per_day], ignore_index=True)
+    rates = pd.concat([frame for frame in (history, per_day) if len(frame)], ignore_index=True)
     batch = batch.merge(
         _trailing_ratios(rates, per_day), on=["series_id", "utc_day"], how="left", validate="m:1"
     )
     batch["hour_age_hours"] = (pd.Timestamp(now) - batch["hour"]).dt.total_seconds() / 3600.0
-
-    batch = batch.sort_values(["utc_day", "series_id", "hour"], kind="stable")
-    return {
-        day: group.drop(columns="utc_day").reset_index(drop=True)
-        for day, group in batch.groupby("utc_day", sort=True)
-    }
+    return batch.drop(columns="utc_day").reset_index(drop=True)
 
 
 def _daily_rates(hourly: pd.DataFrame) -> pd.DataFrame:
@@ -475,8 +489,9 @@ def validate_batch(
     """Check a staged batch before it is published; raise ``DataQualityError`` if critical.
 
     ``batch_interval`` is the ``[start, end)`` span the batch claims to cover (a scheduled
-    run's data interval); without it only "not in the future" bounds the timestamps.
-    Every day is checked before raising, so the message lists all critical findings.
+    run's data interval); without it only "not in the future" and "in its own day's
+    partition" bound the timestamps. Every day is checked before raising, so the message
+    lists all critical findings; the error carries the report as ``error.report``.
     """
     now = _utc(now or dt.datetime.now(dt.UTC))
     parameters, available = _interval_parameters(batch_interval, now)
@@ -484,19 +499,19 @@ def validate_batch(
     project = _GxProject(settings)
     report = ValidationReport()
 
-    for day in sorted(calls_by_day):
-        frame = calls_frame(calls_by_day[day])
-        report.extend(project.run(CALLS_SUITE, day, frame, parameters, available))
+    calls = ((day, calls_by_day[day]) for day in sorted(calls_by_day))
+    for days, frame in _chunks(calls, CHUNK_ROWS, calls_frame):
+        report.extend(project.run(CALLS_SUITE, days, frame, parameters, available))
 
-    hourly_parameters = dict(parameters)
-    if "interval_start" in hourly_parameters:
-        hourly_parameters["interval_start"] = _hour_floor(hourly_parameters["interval_start"])
-    frames = hourly_frames(settings, hourly_by_day, now)
-    newest_day = max(frames) if frames else None
-    for day, frame in frames.items():
-        is_newest = day == newest_day and (newest_published is None or day >= newest_published)
-        variant = available | {"newest_partition"} if is_newest else available
-        report.extend(project.run(HOURLY_SUITE, day, frame, hourly_parameters, variant))
+    if hourly_by_day:
+        hourly_parameters = dict(parameters)
+        if "interval_start" in hourly_parameters:
+            hourly_parameters["interval_start"] = _hour_floor(parameters["interval_start"])
+        days = sorted(hourly_by_day)
+        if newest_published is None or days[-1] >= newest_published:
+            available = available | {"newest_partition"}
+        frame = hourly_frame(settings, hourly_by_day, now)
+        report.extend(project.run(HOURLY_SUITE, days, frame, hourly_parameters, available))
 
     report.docs_index = project.build_docs()
     _log_warnings(report)
@@ -506,6 +521,32 @@ def validate_batch(
         raise error
     logger.info("%s", report.summary())
     return report
+
+
+def _chunks(
+    partitions: Iterable[tuple[dt.date, pa.Table]],
+    max_rows: int,
+    to_frame: Callable[[pa.Table, dt.date], pd.DataFrame],
+) -> Iterator[tuple[list[dt.date], pd.DataFrame]]:
+    """Consecutive partitions gathered into frames of about ``max_rows`` rows.
+
+    GX costs about a second per run whatever the size, so small partitions are validated
+    together; memory stays bounded by one chunk plus one partition.
+    """
+    import pandas as pd
+
+    days: list[dt.date] = []
+    frames: list[pd.DataFrame] = []
+    rows = 0
+    for day, table in partitions:
+        days.append(day)
+        frames.append(to_frame(table, day))
+        rows += table.num_rows
+        if rows >= max_rows:
+            yield days, pd.concat(frames, ignore_index=True)
+            days, frames, rows = [], [], 0
+    if days:
+        yield days, pd.concat(frames, ignore_index=True)
 
 
 def _newest_published_day(settings: Settings) -> dt.date | None:
@@ -518,17 +559,18 @@ def _newest_published_day(settings: Settings) -> dt.date | None:
 def validate_lake(
     settings: Settings, day: dt.date | None = None, now: dt.datetime | None = None
 ) -> ValidationReport:
-    """Check published partitions one day at a time (all days, or one); never raises on data.
+    """Check published partitions (all days, or one) and report; never raises on bad data.
 
-    Each calls partition is held to its own day as the interval; freshness applies to the
-    newest hourly partition only. Memory stays flat: one day is in memory at a time, plus
-    the small per-series daily rates of the trailing weeks.
+    Partitions are read one at a time and validated in chunks of about ``CHUNK_ROWS``
+    calls, so memory stays flat however long the lake is. Each call must sit in its own
+    day's partition; freshness applies to the chunk holding the newest hourly partition.
     """
     from pipelines import lake
 
     now = _utc(now or dt.datetime.now(dt.UTC))
     calls_days = lake.partition_days(settings.lake_dir, "calls")
     hourly_days = lake.partition_days(settings.lake_dir, "usage_hourly")
+    newest_hourly = hourly_days[-1] if hourly_days else None
     if day is not None:
         calls_days = [candidate for candidate in calls_days if candidate == day]
         hourly_days = [candidate for candidate in hourly_days if candidate == day]
@@ -536,28 +578,27 @@ def validate_lake(
             raise UsagecastError(
                 f"no published partition for {day.isoformat()} in {settings.lake_dir}"
             )
-    newest_hourly = lake.partition_days(settings.lake_dir, "usage_hourly")[-1:] or [None]
-
+    parameters, available = _interval_parameters(None, now)
     project = _GxProject(settings)
     report = ValidationReport()
-    for partition_day in _progress(settings, calls_days, "calls partitions"):
-        table = lake.read_partition(settings.lake_dir, "calls", partition_day)
-        interval = _day_interval(partition_day)
-        parameters, available = _interval_parameters(interval, now)
-        report.extend(
-            project.run(CALLS_SUITE, partition_day, calls_frame(table), parameters, available)
-        )
-        del table
 
-    for partition_day in _progress(settings, hourly_days, "hourly partitions"):
-        table = lake.read_partition(settings.lake_dir, "usage_hourly", partition_day)
-        parameters, available = _interval_parameters(_day_interval(partition_day), now)
-        if partition_day == newest_hourly[0]:
-            available = available | {"newest_partition"}
-        frames = hourly_frames(settings, {partition_day: table}, now)
-        report.extend(
-            project.run(HOURLY_SUITE, partition_day, frames[partition_day], parameters, available)
-        )
+    calls = (
+        (partition_day, lake.read_partition(settings.lake_dir, "calls", partition_day))
+        for partition_day in _progress(settings, calls_days, "calls partitions")
+    )
+    for days, frame in _chunks(calls, CHUNK_ROWS, calls_frame):
+        report.extend(project.run(CALLS_SUITE, days, frame, parameters, available))
+        del frame
+
+    for start in range(0, len(hourly_days), HOURLY_CHUNK_DAYS):
+        days = hourly_days[start : start + HOURLY_CHUNK_DAYS]
+        tables = {
+            partition_day: lake.read_partition(settings.lake_dir, "usage_hourly", partition_day)
+            for partition_day in days
+        }
+        variant = available | {"newest_partition"} if newest_hourly in days else available
+        frame = hourly_frame(settings, tables, now)
+        report.extend(project.run(HOURLY_SUITE, days, frame, parameters, variant))
 
     report.docs_index = project.build_docs()
     _log_warnings(report)
@@ -565,11 +606,6 @@ def validate_lake(
         logger.error("data quality failure: %s", finding.describe())
     logger.info("%s", report.summary())
     return report
-
-
-def _day_interval(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1)
 
 
 def _progress(settings: Settings, items: list[dt.date], what: str) -> Iterable[dt.date]:
