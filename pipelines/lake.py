@@ -20,7 +20,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipelines.schema import (
+    BUCKETS_SCHEMA,
     CALLS_SCHEMA,
+    TIMESTAMP,
     USAGE_DAILY_SCHEMA,
     USAGE_HOURLY_SCHEMA,
 )
@@ -29,6 +31,20 @@ logger = logging.getLogger(__name__)
 
 PARTITION_FILE = "part.parquet"
 COMPRESSION = "zstd"
+
+COVERAGE = "coverage"
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_line", pa.int64()),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw_line", pa.string()),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("ingested_at", TIMESTAMP, nullable=False),
+    ]
+)
+"""Rows ingest refused, with where they came from and why; partitioned by ingest day."""
 
 
 def partition_dir(lake_dir: Path, table: str, day: dt.date) -> Path:
@@ -42,7 +58,7 @@ def write_partition(lake_dir: Path, table: str, day: dt.date, data: pa.Table) ->
     final_path = target_dir / PARTITION_FILE
     temporary_path = target_dir / f".{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(data, temporary_path, compression=COMPRESSION)
+        pq.write_table(data, temporary_path, compression=COMPRESSION, row_group_size=1 << 20)
         with open(temporary_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary_path, final_path)
@@ -107,3 +123,17 @@ def read_usage_hourly(lake_dir: Path, start_day=None, end_day=None, columns=None
 
 def read_usage_daily(lake_dir: Path, start_day=None, end_day=None, columns=None) -> pa.Table:
     return read_table(lake_dir, "usage_daily", USAGE_DAILY_SCHEMA, start_day, end_day, columns)
+
+
+def read_usage_buckets(lake_dir: Path, start_day=None, end_day=None, columns=None) -> pa.Table:
+    return read_table(lake_dir, "usage_buckets", BUCKETS_SCHEMA, start_day, end_day, columns)
+
+
+def read_coverage(lake_dir: Path, start_day=None, end_day=None, columns=None) -> pa.Table:
+    from pipelines.hourly import COVERAGE_SCHEMA
+
+    return read_table(lake_dir, COVERAGE, COVERAGE_SCHEMA, start_day, end_day, columns)
+
+
+def read_quarantine(lake_dir: Path, start_day=None, end_day=None, columns=None) -> pa.Table:
+    return read_table(lake_dir, "quarantine", QUARANTINE_SCHEMA, start_day, end_day, columns)
