@@ -1,0 +1,132 @@
+"""Rolling-origin cross-validation: the folds, the actuals, and the score table.
+
+Hourly folds forecast 48 hours from origins 168 hours apart, the last fold ending
+at the end of the history. Daily folds forecast 35 days (7 when the history is too
+short for three 35-day folds plus two months of training) from midnight origins one
+horizon apart. Every model of a fold is trained on data before the fold's origin
+only: the callers pass ``history[ds < origin]`` views through ``unit_series``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from features.history import unit_series
+from features.lagged import spec_for
+from models import metrics
+from models.forecaster import HORIZON_BUCKETS, bucket_of
+
+logger = logging.getLogger(__name__)
+
+HOURLY_HORIZON = 48
+HOURLY_STEP = 168
+MIN_TRAIN = {"hour": pd.Timedelta(hours=48), "day": pd.Timedelta(days=14)}
+
+
+def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
+    """The CV origins per resolution: {"hour": {"horizon", "origins"}, "day": {...}}."""
+    plan = {}
+    hourly = history[history["resolution"] == "hour"]
+    if not hourly.empty:
+        first = hourly["ds"].min()
+        origins = [
+            as_of - pd.Timedelta(hours=HOURLY_HORIZON + HOURLY_STEP * k) for k in range(folds)
+        ]
+        origins = [o for o in origins if o - first >= MIN_TRAIN["hour"]]
+        origins = sorted(o.isoformat() for o in origins)
+        plan["hour"] = {"horizon": HOURLY_HORIZON, "origins": origins}
+    if not history.empty:
+        first_day = history["ds"].min().floor("D")
+        span_days = (as_of - first_day).days
+        horizon = 35 if span_days >= 35 * folds + 56 else 7
+        origins = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(folds)]
+        origins = [o for o in origins if o - first_day >= MIN_TRAIN["day"]]
+        plan["day"] = {"horizon": horizon, "origins": sorted(o.isoformat() for o in origins)}
+    for resolution, entry in plan.items():
+        if len(entry["origins"]) < folds:
+            logger.warning(
+                "only %d of %d %s CV folds fit in the history", len(entry["origins"]), folds,
+                resolution,
+            )
+    return plan
+
+
+def attach_actuals(
+    cv: pd.DataFrame, history: pd.DataFrame, resolution: str, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Add ``y`` (the actual) and ``naive_scale`` (MASE denominator at the fold's origin).
+
+    Rows whose actual was not observed are dropped: they are not scored.
+    """
+    if cv.empty:
+        return cv
+    spec = spec_for(resolution)
+    units = unit_series(history, resolution, end)
+    actual_frames, scales = [], []
+    for unit in units:
+        times = pd.date_range(unit.start, periods=len(unit.values), freq=spec.step)
+        actual_frames.append(
+            pd.DataFrame({"series_id": unit.series_id, "target": unit.target, "ds": times,
+                          "y": unit.values})
+        )
+        for origin in cv["origin"].unique():
+            cutoff = int((pd.Timestamp(origin) - unit.start) / spec.step)
+            scales.append({
+                "series_id": unit.series_id, "target": unit.target, "origin": origin,
+                "naive_scale": metrics.seasonal_naive_mae(unit.values[:max(cutoff, 0)],
+                                                          spec.season),
+            })
+    actual = pd.concat(actual_frames, ignore_index=True)
+    merged = cv.merge(actual, on=["series_id", "target", "ds"], how="left")
+    merged = merged.merge(pd.DataFrame(scales), on=["series_id", "target", "origin"], how="left")
+    return merged[merged["y"].notna()].reset_index(drop=True)
+
+
+def score_table(cv: pd.DataFrame) -> pd.DataFrame:
+    """Every metric per model, resolution, horizon bucket and unit (over all folds).
+
+    MASE is the mean over folds of the fold's MAE over its naive scale.
+    """
+    rows = []
+    cv = cv.assign(bucket=0)
+    for resolution in cv["resolution"].unique():
+        mask = cv["resolution"] == resolution
+        cv.loc[mask, "bucket"] = bucket_of(resolution, cv.loc[mask, "h"].to_numpy())
+    keys = ["member", "resolution", "bucket", "series_id", "target"]
+    for key, group in cv.groupby(keys, sort=True):
+        member, resolution, bucket, series, target = key
+        low, high = HORIZON_BUCKETS[resolution][bucket]
+        row = metrics.all_metrics(group["y"], group["p50"], group["p10"], group["p90"])
+        fold_mase = [
+            metrics.mase(fold["y"], fold["p50"], fold["naive_scale"].iloc[0])
+            for _origin, fold in group.groupby("origin")
+        ]
+        finite = [value for value in fold_mase if np.isfinite(value)]
+        row["mase"] = float(np.mean(finite)) if finite else float("nan")
+        row["folds"] = int(group["origin"].nunique())
+        rows.append({
+            "model": member, "resolution": resolution, "horizon": f"{low}-{high}",
+            "series_id": series, "target": target, **row,
+        })
+    return pd.DataFrame(rows)
+
+
+def unit_wape(cv: pd.DataFrame) -> pd.DataFrame:
+    """WAPE per model, resolution and unit over every horizon and fold."""
+    grouped = cv.assign(error=(cv["y"] - cv["p50"]).abs(), size=cv["y"].abs())
+    totals = grouped.groupby(["member", "resolution", "series_id", "target"])[
+        ["error", "size"]
+    ].sum()
+    totals = totals[totals["size"] > 0]
+    return (totals["error"] / totals["size"]).rename("wape").reset_index()
+
+
+def headline_wape(cv: pd.DataFrame, member: str = "ensemble") -> float:
+    """The promotion score: mean over resolutions of the mean unit WAPE of ``member``."""
+    table = unit_wape(cv[cv["member"] == member])
+    if table.empty:
+        return float("nan")
+    return float(table.groupby("resolution")["wape"].mean().mean())
