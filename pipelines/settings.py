@@ -44,6 +44,7 @@ class Settings:
     prices_file: Path = REPO_ROOT / "config" / "prices.csv"
     budgets_file: Path | None = None
     whatif_models: tuple[str, ...] = ()
+    month_error_correlation: float = 0.5
     landing_dir: Path | None = None
     progress: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -188,6 +189,10 @@ def load_settings(
         values["budgets_file"] = Path(raw) if raw.strip() else None
     if (raw := get("WHATIF_MODELS")) is not None:
         values["whatif_models"] = _split(raw)
+    if (raw := get("MONTH_ERROR_CORRELATION")) is not None:
+        values["month_error_correlation"] = _parse_float(
+            ENV_PREFIX + "MONTH_ERROR_CORRELATION", raw
+        )
     if (raw := get("LANDING_DIR")) is not None:
         values["landing_dir"] = Path(raw) if raw.strip() else None
     if (raw := get("PROGRESS")) is not None:
