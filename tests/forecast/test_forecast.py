@@ -254,3 +254,47 @@ def test_a_past_as_of_uses_only_earlier_data_and_is_scored_later(forecast_settin
     assert scored["abs_error"].tolist() == [24.0 * d - 144.0 for d in range(10, 15)]
     assert scored["inside_interval"].astype(bool).tolist() == [True, True, True, False, False]
     assert scored["horizon_days"].tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_three_forecast_runs_of_one_as_of_leave_the_same_rows(forecast_settings, database, request):
+    if database == "postgres":
+        forecast_settings = forecast_settings.replace(
+            report_db_url=request.getfixturevalue("postgres_url")
+        )
+        engine = sa.create_engine(forecast_settings.report_db_url)
+        with engine.begin() as connection:
+            for view in ("latest_forecast_daily", "latest_cost_estimate"):
+                connection.execute(sa.text(f"DROP VIEW IF EXISTS {view}"))
+        from pipelines.reporting import metadata
+
+        metadata.drop_all(engine)
+        engine.dispose()
+
+    def rows():
+        return {
+            name: table(forecast_settings, name, order).drop(
+                columns=["run_id", "started_at", "finished_at"], errors="ignore"
+            )
+            for name, order in (
+                ("forecast_daily", "series_id, target, day"),
+                ("forecast_hourly", "series_id, target, hour"),
+                ("cost_estimate_monthly", "level, name, month"),
+                ("usage_daily", "series_id, day"),
+                ("pipeline_runs", "as_of_date"),
+            )
+        }
+
+    run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15))
+    first = rows()
+    run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15))
+    run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15))
+    again = rows()
+
+    for name, frame in first.items():
+        pd.testing.assert_frame_equal(frame, again[name], check_like=True)
+    assert len(first["forecast_daily"]) == 2 * 4 * 47
+    assert len(first["pipeline_runs"]) == 1
