@@ -79,6 +79,9 @@ class Finding:
             text += f"; offending rows: {rows}"
         return text
 
+    def __str__(self) -> str:
+        return self.describe()
+
 
 @dataclass
 class ValidationReport:
@@ -281,7 +284,8 @@ def _finding(suite: str, days: tuple[dt.date, dt.date], outcome: Any) -> Finding
     kwargs = config.kwargs or {}
     column = kwargs.get("column")
     if column is None and "column_A" in kwargs:
-        column = f"{kwargs['column_A']} >= {kwargs['column_B']}"
+        relation = "==" if config.type.endswith("to_be_equal") else ">="
+        column = f"{kwargs['column_A']} {relation} {kwargs['column_B']}"
     if column is None and "column_list" in kwargs:
         column = ",".join(kwargs["column_list"])
     severity = (config.meta or {}).get("severity", CRITICAL)
