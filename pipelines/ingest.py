@@ -252,6 +252,9 @@ class _Batch:
     result: IngestResult
     line_maps: dict[str, tuple[int, object]] = field(default_factory=dict)
     quarantined: list[pa.Table] = field(default_factory=list)
+    """Refused parsed rows; their lines still need ``line_maps``."""
+    unsplittable: list[pa.Table] = field(default_factory=list)
+    """Rows the reader could not split into fields, already with their physical lines."""
 
 
 def _read_file(
@@ -296,7 +299,7 @@ def _read_file(
 
     if source.bad_rows:
         batch.result.rows_read += len(source.bad_rows)
-        batch.quarantined.append(
+        batch.unsplittable.append(
             pa.table(
                 {
                     "source_file": pa.array([source_file] * len(source.bad_rows), pa.string()),
@@ -343,7 +346,7 @@ def _fix_lines(rows: pa.Table, line_maps: dict[str, tuple[int, object]]) -> pa.T
         if mask.any():
             lines[mask] = np.asarray(line_map)[lines[mask] - first_line]
     index = rows.schema.get_field_index("source_line")
-    return rows.set_column(index, "source_line", pa.array(lines, pa.int64()))
+    return rows.set_column(index, rows.schema.field(index), pa.array(lines, pa.int64()))
 
 
 def _first_of_each(table: pa.Table, keys: list[str]) -> pa.Array:
@@ -490,9 +493,10 @@ def _quarantine_table(batch: _Batch, batch_id: str, now: dt.datetime) -> pa.Tabl
 
     from pipelines.lake import QUARANTINE_SCHEMA
 
-    if not batch.quarantined:
+    if not batch.quarantined and not batch.unsplittable:
         return None
-    rows = _fix_lines(pa.concat_tables(batch.quarantined), batch.line_maps)
+    parsed = [_fix_lines(table, batch.line_maps) for table in batch.quarantined]
+    rows = pa.concat_tables(parsed + batch.unsplittable)
     count = rows.num_rows
     rows = rows.append_column("batch_id", pa.array([batch_id] * count, pa.string()))
     rows = rows.append_column("ingested_at", pa.array([now] * count, QUARANTINE_SCHEMA.field(
@@ -507,6 +511,18 @@ def _quarantine_table(batch: _Batch, batch_id: str, now: dt.datetime) -> pa.Tabl
             example["source_line"], example["field"],
         )
     return rows.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+
+
+def _stage_quarantine(lake_dir: Path, final_dir: Path, day: dt.date, rows: pa.Table) -> None:
+    """The day's quarantine partition with this batch's refused rows appended."""
+    import pyarrow as pa
+
+    from pipelines import lake
+
+    stored = lake.read_partition(lake_dir, "quarantine", day)
+    if stored is not None:
+        rows = pa.concat_tables([stored.cast(rows.schema), rows])
+    lake.write_partition(final_dir, "quarantine", day, rows)
 
 
 def ingest(
@@ -549,19 +565,15 @@ def ingest(
             now = dt.datetime.now(dt.UTC)
             quarantine = _quarantine_table(batch, batch_id, now)
             if quarantine is not None:
-                stored = lake.read_partition(lake_dir, "quarantine", now.date())
-                if stored is not None:
-                    import pyarrow as pa
-
-                    quarantine = pa.concat_tables([stored.cast(quarantine.schema), quarantine])
-                lake.write_partition(final_dir, "quarantine", now.date(), quarantine)
+                batch.result.quarantined = quarantine.num_rows
+                _stage_quarantine(lake_dir, final_dir, now.date(), quarantine)
                 written.append(("quarantine", now.date()))
-            batch.result.quarantined = sum(table.num_rows for table in batch.quarantined)
             moves = [
                 (str(lake.partition_dir(final_dir, name, day) / lake.PARTITION_FILE),
                  str(lake.partition_dir(lake_dir, name, day) / lake.PARTITION_FILE))
                 for name, day in written
             ]
+            batch_dir.mkdir(parents=True, exist_ok=True)
             _write_json_atomically(batch_dir / JOURNAL,
                                    {"moves": moves, "manifest": manifest_entries})
         except BaseException:
