@@ -44,7 +44,7 @@ class Settings:
     prices_file: Path = REPO_ROOT / "config" / "prices.csv"
     budgets_file: Path | None = None
     whatif_models: tuple[str, ...] = ()
-    month_error_correlation: float = 0.5
+    month_error_correlation: float = 0.75
     landing_dir: Path | None = None
     progress: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
