@@ -109,4 +109,4 @@ def usagecast_forecast() -> None:
     publish(forecast_plan, shard_outputs)
 
 
-usagecast_forecast()
+usagecast_forecast_dag = usagecast_forecast()

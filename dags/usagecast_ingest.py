@@ -77,11 +77,13 @@ def usagecast_ingest() -> None:
 
         start, end = (dt.datetime.fromisoformat(value) for value in ingested["interval"])
         with step("validate"):
-            report = run_validation(load_settings(progress=False), interval_days(start, end))
+            report = run_validation(
+                load_settings(progress=False), interval_days(start, end), now=end
+            )
         outlet_events[USAGE].extra = {"as_of": report["as_of"], "days": report["days"]}
         return report
 
     validate_usage(ingest_landing_files())
 
 
-usagecast_ingest()
+usagecast_ingest_dag = usagecast_ingest()

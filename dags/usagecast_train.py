@@ -150,4 +150,4 @@ def usagecast_train() -> None:
     register(training_plan, shard_outputs, train_global_models(training_plan))
 
 
-usagecast_train()
+usagecast_train_dag = usagecast_train()
