@@ -47,7 +47,7 @@ DATASOURCE = "usagecast_staged"
 OFFENDING_ROWS_SHOWN = 5
 TRAILING_DAYS = 28
 TRAILING_MIN_DAYS = 7
-CHUNK_ROWS = 500_000
+CHUNK_ROWS = 250_000
 """Calls validated per GX run: GX's fixed cost per run is high, its cost per row low."""
 HOURLY_CHUNK_DAYS = 31
 ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
@@ -358,7 +358,14 @@ def _nullable_frame(table: pa.Table) -> pd.DataFrame:
     import pyarrow as pa
 
     mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
-    return table.to_pandas(types_mapper=mapping.get)
+    frame = table.to_pandas(types_mapper=mapping.get)
+    for name, column in frame.items():
+        # Same numpy type for GX, but GX's range checks are vectorised only for numpy dtypes.
+        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and (
+            column.dtype.kind in "iu" and not column.hasnans
+        ):
+            frame[name] = column.to_numpy(column.dtype.numpy_dtype)
+    return frame
 
 
 def hourly_frame(
