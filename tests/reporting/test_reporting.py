@@ -298,3 +298,18 @@ def test_the_readme_queries_return_the_hand_computed_answers(engine):
     assert float(accuracy[S1][4]) == pytest.approx(0.5)
     assert float(accuracy[S2][3]) == pytest.approx(0.0)
     assert [str(row[0]) for row in results["recent_runs"]] == ["2025-06-12", "2025-06-10"]
+
+
+def test_the_summary_shows_the_latest_totals_and_the_team_budget(settings):
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(settings.resolved_report_db_url)
+    publish(engine, B, "b-1", {S1: [90.0, 130.0], S2: [10.0, 10.0]})
+    engine.dispose()
+
+    summary = reporting.render_summary(settings)
+
+    assert "as of 2025-06-12" in summary
+    assert "requests" in summary and "770" in summary  # 7 days x (100 + 10)
+    total_june = next(line for line in summary.splitlines() if "2025-06  total" in line)
+    assert total_june.split()[-3:] == ["50.00", "60.00", "75.00"]
+    assert "45 (P(over) 70%)" in summary
