@@ -372,7 +372,9 @@ def _drop_duplicates(existing: pa.Table, new: pa.Table, identity: list[str],
     import pyarrow.compute as pc
 
     combined = pa.concat_tables([existing, new])
-    if identity:
+    if identity and combined.column(identity[0]).null_count == 0:
+        kept_rows = _first_of_each(combined, identity)
+    elif identity:
         has_id = pc.is_valid(combined.column(identity[0]))
         with_id_rows = pc.indices_nonzero(has_id)
         without_id_rows = pc.indices_nonzero(pc.invert(has_id))
@@ -390,6 +392,13 @@ def _drop_duplicates(existing: pa.Table, new: pa.Table, identity: list[str],
         return combined, 0
     kept = combined.take(pc.take(kept_rows, pc.sort_indices(kept_rows)))
     return kept, combined.num_rows - len(kept_rows)
+
+
+def _is_sorted(column: pa.ChunkedArray) -> bool:
+    import pyarrow as pa
+
+    values = column.cast(pa.int64()).to_numpy()
+    return bool((values[1:] >= values[:-1]).all())
 
 
 CALL_CONTENT = ["timestamp", "provider", "model", "team", "input_tokens", "output_tokens",
@@ -453,7 +462,8 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path) -> list[tuple[
         ):
             continue
 
-        calls = calls.sort_by([("timestamp", "ascending")]) if new_call_count else calls
+        if new_call_count and not _is_sorted(calls.column("timestamp")):
+            calls = calls.sort_by([("timestamp", "ascending")])
         hourly = build_hourly(day, calls, buckets, coverage, settings.grain)
         daily = build_daily(day, hourly, buckets, coverage, settings.grain)
         for table_name, rows in (("calls", calls.cast(CALLS_SCHEMA)),
