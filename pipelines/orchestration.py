@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import DataQualityError, UsagecastError
+from pipelines.settings import SettingsError
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -303,7 +304,7 @@ def step(name: str) -> Iterator[None]:
     """Run one pipeline step inside a task; expected failures are not retried.
 
     A :class:`UsagecastError` (bad input, a failed data-quality check, no champion
-    yet) will fail the same way on every retry, so it becomes Airflow's
+    yet) or a wrong setting will fail the same way on every retry, so it becomes Airflow's
     ``AirflowFailException``: the task fails at once and downstream tasks do not
     run. Anything else (a full disk, a dropped database connection) is left to the
     task's retries.
@@ -315,7 +316,7 @@ def step(name: str) -> Iterator[None]:
     except DataQualityError as error:
         logger.error("step %s stopped on a data-quality failure: %s", name, error)
         raise AirflowFailException(f"{name}: data-quality failure: {error}") from error
-    except UsagecastError as error:
+    except (UsagecastError, SettingsError) as error:
         logger.error("step %s failed: %s", name, error)
         raise AirflowFailException(f"{name}: {error}") from error
 

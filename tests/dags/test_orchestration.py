@@ -23,6 +23,7 @@ from pipelines.orchestration import (
     shard_indexes,
     step,
 )
+from pipelines.settings import load_settings
 
 UTC = dt.UTC
 
@@ -191,6 +192,9 @@ def test_expected_failures_fail_the_task_at_once_without_retries() -> None:
     no_champion = pytest.raises(AirflowFailException, match="plan_forecast: no champion yet")
     with no_champion, step("plan_forecast"):
         raise UsagecastError("no champion yet")
+    bad_setting = pytest.raises(AirflowFailException, match="train: USAGECAST_CV_FOLDS")
+    with bad_setting, step("train"):
+        load_settings(env={"USAGECAST_CV_FOLDS": "zero"})
 
 
 def test_unexpected_failures_are_left_to_the_retries() -> None:
