@@ -48,8 +48,8 @@ def calendar_features(
     """Hour, weekday, weekend, day of month, month and holiday flag of each time."""
     times = pd.DatetimeIndex(times)
     features = {
-        "weekday": times.dayofweek.to_numpy(),
-        "weekend": (times.dayofweek >= 5).astype(np.int8),
+        "weekday": times.day_of_week.to_numpy(),
+        "weekend": (times.day_of_week >= 5).astype(np.int8),
         "day_of_month": times.day.to_numpy(),
         "month": times.month.to_numpy(),
     }

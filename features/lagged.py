@@ -192,7 +192,7 @@ def training_rows(
     spec: ResolutionSpec,
     max_horizon: int,
     countries: tuple[str, ...],
-    max_rows: int = 250_000,
+    max_rows: int = 60_000,
 ) -> pd.DataFrame:
     """Labelled rows from past origins of every unit, thinned evenly to about ``max_rows``."""
     candidates = sum(max(len(unit.values) - spec.min_history, 0) for unit in units)

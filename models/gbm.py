@@ -22,14 +22,14 @@ logger = logging.getLogger(__name__)
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 
 DEFAULT_PARAMS = {
-    "learning_rate": 0.05,
+    "learning_rate": 0.06,
     "num_leaves": 31,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "num_boost_round": 300,
+    "num_boost_round": 200,
 }
 
 
@@ -72,7 +72,7 @@ def fit(
     for name, alpha in QUANTILES.items():
         booster_params = {
             **params, "objective": "quantile", "alpha": alpha, "verbosity": -1, "seed": seed,
-            "num_threads": 2, "deterministic": True, "force_row_wise": True,
+            "num_threads": 1, "deterministic": True, "force_row_wise": True,
         }
         boosters[name] = lgb.train(booster_params, dataset, num_boost_round=rounds)
     logger.info(

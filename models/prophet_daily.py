@@ -56,6 +56,9 @@ def forecast_unit(
     )
     model.fit(history)
     future = pd.DataFrame({"ds": days})
+    # Prophet samples its interval from numpy's global generator: seed it so that a
+    # rerun on the same history gives the same interval.
+    np.random.seed(config.get("seed", 0))
     predicted = model.predict(future)
     return _frame(
         unit, days, predicted["yhat_lower"].to_numpy(), predicted["yhat"].to_numpy(),
