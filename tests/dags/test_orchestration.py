@@ -220,3 +220,30 @@ def test_the_failure_callback_names_the_step_the_run_and_the_cause(
         "usagecast step train_series_shard[2] of DAG usagecast_train failed "
         "(run scheduled__2024-03-04T02:00:00+00:00, try 3): MemoryError: shard too large"
     ) in caplog.text
+
+
+@pytest.mark.slow
+def test_ingesting_an_interval_twice_stores_its_real_calls_once(
+    settings, replay_cvs_dir: Path
+) -> None:
+    """Three days of the real CVS replay log: a daily run, then the same run again."""
+    import shutil
+
+    from pipelines.lake import read_calls
+    from pipelines.orchestration import run_ingest, run_validation
+
+    settings.resolved_landing_dir.mkdir(parents=True)
+    for day in ("2015-03-02", "2015-03-03", "2015-03-04"):
+        shutil.copy(replay_cvs_dir / f"calls-{day}.csv", settings.resolved_landing_dir)
+    expected_rows = len((replay_cvs_dir / "calls-2015-03-03.csv").read_text().splitlines()) - 1
+
+    first = run_ingest(settings, _utc("2015-03-03"), _utc("2015-03-04"))
+    again = run_ingest(settings, _utc("2015-03-03"), _utc("2015-03-04"))
+    validated = run_validation(settings, [dt.date(2015, 3, 3)], now=_utc("2015-03-04"))
+
+    assert [Path(path).name for path in first["files"]] == ["calls-2015-03-03.csv"]
+    assert first["stored"] == expected_rows > 0
+    assert first["days"] == ["2015-03-03"]
+    assert again["stored"] == 0 and again["days"] == []
+    assert read_calls(settings.lake_dir).num_rows == expected_rows
+    assert validated["days"] == ["2015-03-03"] and validated["as_of"] == "2015-03-04"
