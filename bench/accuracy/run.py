@@ -188,16 +188,21 @@ def run_ours(series_by_name: dict, log) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), weights
 
 
-def run_peers(real_dir: Path, out_dir: Path, log) -> pd.DataFrame:
+def run_peers(real_dir: Path, out_dir: Path, log, peers_file: Path | None) -> pd.DataFrame:
     python = PEERS_VENV / "bin" / "python"
-    if not python.exists():
+    if peers_file is not None:
+        log(f"reusing peer forecasts from {peers_file}")
+    elif not python.exists():
         log(f"creating {PEERS_VENV} from peers_requirements.txt")
         subprocess.run(["python3.11", "-m", "venv", str(PEERS_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
                         str(HERE / "peers_requirements.txt")], check=True)
-    (PEERS_VENV / ".gitignore").write_text("*\n")
-    path = out_dir / "peers_forecasts.parquet"
-    subprocess.run([str(python), str(HERE / "peers.py"), str(real_dir), str(path)], check=True)
+    path = peers_file
+    if path is None:
+        (PEERS_VENV / ".gitignore").write_text("*\n")
+        path = out_dir / "peers_forecasts.parquet"
+        subprocess.run([str(python), str(HERE / "peers.py"), str(real_dir), str(path)],
+                       check=True)
     peers = pd.read_parquet(path)
     peers["origin"] = pd.to_datetime(peers["origin"])
     daily_sum = []
@@ -295,6 +300,7 @@ def main() -> None:
     parser.add_argument("--real-dir", type=Path, default=REPO.parent / "shared" / "data" / "real")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--peers-file", type=Path, help="reuse peers.py output")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
@@ -308,7 +314,7 @@ def main() -> None:
     ours, weights = run_ours(series_by_name, log)
     frames = [ours]
     if not args.skip_peers:
-        frames.append(run_peers(args.real_dir, args.out, log))
+        frames.append(run_peers(args.real_dir, args.out, log, args.peers_file))
     forecasts = pd.concat(frames, ignore_index=True)
     scores = score(forecasts, series_by_name)
     scores.to_csv(args.out / "scores.csv", index=False)
