@@ -238,6 +238,8 @@ def evaluate(history, plan: dict, member_cv):
 
     as_of = pd.Timestamp(plan["as_of"])
     scored, weights, widths = [], {}, {}
+    if member_cv.empty:
+        return pd.DataFrame(), weights, widths
     for resolution in plan["folds"]:
         members = member_cv[member_cv["resolution"] == resolution]
         if members.empty:

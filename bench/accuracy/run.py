@@ -66,13 +66,13 @@ def champion_and_members(history: pd.DataFrame, origin: pd.Timestamp, evaluation
     model = fit_global(before, resolution, origin, config)
     units = unit_series(before, resolution, origin)
     members = member_forecasts(units, resolution, steps, config, model)
-    mixed = combine(members, resolution, weights[resolution], widths[resolution])
+    mixed = combine(members, resolution, weights.get(resolution, {}), widths.get(resolution, 1.0))
     result: dict[str, dict[str, pd.DataFrame]] = {"champion": {}, "lightgbm": {}}
     for series, rows in mixed.groupby("series_id"):
         result["champion"][series] = rows[["ds", "p50"]].rename(columns={"p50": "yhat"})
     for series, rows in members[members["member"] == "lightgbm"].groupby("series_id"):
         result["lightgbm"][series] = rows[["ds", "p50"]].rename(columns={"p50": "yhat"})
-    result["weights"] = weights[resolution]
+    result["weights"] = weights.get(resolution, "no inner fold: equal weights")
     return result
 
 
@@ -144,9 +144,13 @@ def actual_for(series: pd.Series, origin: pd.Timestamp, evaluation: str) -> pd.S
     return series[(series.index >= origin) & (series.index < origin + pd.Timedelta(days=35))]
 
 
-def run_ours(series_by_name: dict, log) -> tuple[pd.DataFrame, dict]:
-    """Forecast rows (series, evaluation, origin, model, ds, yhat) of every main-venv model."""
+def run_ours(series_by_name: dict, log, cache_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Forecast rows (series, evaluation, origin, model, ds, yhat) of every main-venv model.
+
+    Each fold's rows are kept in ``cache_dir`` so that an interrupted run resumes.
+    """
     rows, weights = [], {}
+    cache_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[str, dict[str, pd.Series]] = {}
     for name, (group, series) in series_by_name.items():
         groups.setdefault(group, {})[name] = series
@@ -157,11 +161,16 @@ def run_ours(series_by_name: dict, log) -> tuple[pd.DataFrame, dict]:
             origins = sorted({o for s in members.values() for o in folds(s, evaluation)})
             for origin in origins:
                 started = time.perf_counter()
+                piece = cache_dir / f"{group}_{evaluation}_{origin:%Y%m%dT%H}.parquet"
+                if piece.exists():
+                    rows.append(pd.read_parquet(piece))
+                    continue
+                fold_rows = []
                 ours = champion_and_members(history, origin, evaluation)
                 weights[f"{group}/{evaluation}/{origin.date()}"] = ours.pop("weights")
                 for model, per_series in ours.items():
                     for name, frame in per_series.items():
-                        rows += [{"series": name, "evaluation": evaluation, "origin": origin,
+                        fold_rows += [{"series": name, "evaluation": evaluation, "origin": origin,
                                   "model": model, "ds": ds, "yhat": y}
                                  for ds, y in zip(frame["ds"], frame["yhat"], strict=True)]
                 for name, series in members.items():
@@ -172,20 +181,24 @@ def run_ours(series_by_name: dict, log) -> tuple[pd.DataFrame, dict]:
                     season = 7 if daily else 168
                     index = pd.date_range(origin, periods=steps, freq="D" if daily else "h")
                     prophet = prophet_forecast(train, steps, daily)
-                    forecasts = {
-                        "snaive": snaive(train, steps, season),
-                        "prophet": prophet,
-                        "tutorial": tutorial_forecast(train, steps, daily, prophet),
-                    }
+                    forecasts = {"snaive": snaive(train, steps, season), "prophet": prophet}
+                    try:
+                        forecasts["tutorial"] = tutorial_forecast(train, steps, daily, prophet)
+                    except ValueError as error:  # too short for its lags: a result, as for peers
+                        log(f"tutorial failed on {name} {evaluation} {origin}: {error}")
+                        forecasts["tutorial"] = np.full(steps, np.nan)
                     for model, values in forecasts.items():
                         frame = pd.DataFrame({"ds": index, "yhat": values})
                         if evaluation == "d7":
                             frame = to_daily(frame)
-                        rows += [{"series": name, "evaluation": evaluation, "origin": origin,
+                        fold_rows += [{"series": name, "evaluation": evaluation, "origin": origin,
                                   "model": model, "ds": ds, "yhat": y}
                                  for ds, y in zip(frame["ds"], frame["yhat"], strict=True)]
+                frame = pd.DataFrame(fold_rows)
+                frame.to_parquet(piece, index=False)
+                rows.append(frame)
                 log(f"{group} {evaluation} origin {origin}: {time.perf_counter() - started:.0f}s")
-    return pd.DataFrame(rows), weights
+    return pd.concat(rows, ignore_index=True), weights
 
 
 def run_peers(real_dir: Path, out_dir: Path, log, peers_file: Path | None) -> pd.DataFrame:
@@ -311,7 +324,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {message}", flush=True)
 
     series_by_name = load_series(args.real_dir)
-    ours, weights = run_ours(series_by_name, log)
+    ours, weights = run_ours(series_by_name, log, args.out / "folds")
     frames = [ours]
     if not args.skip_peers:
         frames.append(run_peers(args.real_dir, args.out, log, args.peers_file))

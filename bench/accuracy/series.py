@@ -62,4 +62,5 @@ def evaluations(name: str) -> list[str]:
 
 def to_daily(frame: pd.DataFrame) -> pd.DataFrame:
     """Sum hourly forecasts (columns ds, yhat) to daily totals."""
-    return frame.assign(ds=frame["ds"].dt.floor("D")).groupby("ds", as_index=False)["yhat"].sum()
+    days = frame.assign(ds=frame["ds"].dt.floor("D"))
+    return days.groupby("ds", as_index=False)["yhat"].sum(min_count=1)
