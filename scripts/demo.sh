@@ -69,8 +69,10 @@ PY
 
 cat <<TXT
 
-Everything is under $USAGECAST_DATA_DIR. To look around:
-  AIRFLOW_HOME=$AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags $BIN/airflow standalone
-  $BIN/mlflow ui --backend-store-uri sqlite:///$USAGECAST_DATA_DIR/mlflow/mlflow.db
+Everything is under $USAGECAST_DATA_DIR. To look around (Airflow on :8080, MLflow on :5000):
+  export PATH=$BIN:\$PATH USAGECAST_DATA_DIR=$USAGECAST_DATA_DIR AIRFLOW_HOME=$AIRFLOW_HOME
+  export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+  airflow standalone
+  mlflow ui --backend-store-uri sqlite:///$USAGECAST_DATA_DIR/mlflow/mlflow.db --port 5000
 See docs/running.md for your own logs and the real replay log.
 TXT
