@@ -1,7 +1,7 @@
 """The forecasting recipe shared by cross-validation, training and the served model.
 
-Members per resolution: seasonal naive and the global LightGBM for hours; seasonal
-naive, the daily global LightGBM and per-unit Prophet for days. ``member_forecasts``
+Members per resolution: seasonal naive, the resolution's global LightGBM and a
+per-unit Prophet (on recent hours, or on daily totals). ``member_forecasts``
 runs the members at one origin; ``combine`` mixes them with weights learned from
 cross-validation (see ``models.ensemble``), per horizon bucket.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.history import UnitSeries, unit_series
 from features.lagged import spec_for
-from models import gbm, naive, prophet_daily
+from models import gbm, naive, prophet_unit
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ class RecipeConfig:
         )
 
 
-def members(resolution: str, config: RecipeConfig) -> tuple[str, ...]:
+def members(config: RecipeConfig) -> tuple[str, ...]:
     names = ["snaive"]
     if "lightgbm" in config.models:
         names.append("lightgbm")
-    if resolution == "day" and "prophet" in config.models:
+    if "prophet" in config.models:
         names.append("prophet")
     return tuple(names)
 
@@ -95,7 +95,7 @@ def member_forecasts(
     """Forecasts of each member (column ``member``) from the end of the units' history."""
     spec = spec_for(resolution)
     frames = []
-    wanted = only or members(resolution, config)
+    wanted = only or members(config)
     if "snaive" in wanted:
         frames.append(naive.forecast(units, horizon, spec).assign(member="snaive"))
     if "lightgbm" in wanted and global_model is not None:
@@ -103,9 +103,9 @@ def member_forecasts(
             gbm.predict(global_model, units, spec, horizon, config.countries)
             .assign(member="lightgbm")
         )
-    if "prophet" in wanted and resolution == "day":
+    if "prophet" in wanted:
         frames.append(
-            prophet_daily.forecast(units, horizon, config.countries, config.prophet)
+            prophet_unit.forecast(units, horizon, config.countries, config.prophet)
             .assign(member="prophet")
         )
     frames = [frame for frame in frames if not frame.empty]

@@ -8,7 +8,7 @@ import pytest
 
 from features.history import UnitSeries
 from features.lagged import DAILY, HOURLY
-from models import naive, prophet_daily
+from models import naive, prophet_unit
 from models.ensemble import learn_weights, learn_width_factor
 from models.forecaster import combine
 
@@ -66,7 +66,7 @@ def test_seasonal_naive_repeats_last_week_and_never_goes_negative():
 @pytest.mark.parametrize("level", [0.0, 42.0])
 def test_constant_daily_unit_is_forecast_as_itself_without_prophet(level):
     unit = UnitSeries("s", "requests", pd.Timestamp("2026-01-01"), "D", np.full(30, level))
-    forecast = prophet_daily.forecast_unit(unit, 10, ("US",))
+    forecast = prophet_unit.forecast_unit(unit, 10, ("US",))
     assert (forecast[["p10", "p50", "p90"]] == level).all().all()
     assert forecast["ds"].iloc[0] == pd.Timestamp("2026-01-31")
     assert len(forecast) == 10 and DAILY.season == 7
