@@ -3,9 +3,11 @@ ingest, training and forecast DAGs on SQLite metadata, MLflow on a SQLite file a
 embedded reporting database, fed a three-week slice of the real replay log (two series:
 CVS and PFE, real per-5-minute call counts with real Azure token sizes).
 
-Then the backfill check: three daily ingest runs for the next days, each followed by the
-forecast its asset event would start, then the same six runs again; the lake and every
-reporting table must hold the same rows after the rerun as before it.
+Then the backfill check: the three daily ingest runs a backfill of the next days creates
+(one per data interval), the forecast their asset events start, then the same runs again;
+the lake and every reporting table must hold the same rows after the rerun as before it.
+(`airflow backfill create` itself needs a running scheduler and API server; `dags test`
+runs the same DAG runs in-process.)
 """
 
 from __future__ import annotations
@@ -89,6 +91,18 @@ class Chain:
         engine.dispose()
         return rows
 
+    def asset_events(self) -> list[tuple[str, dict]]:
+        """(asset name, extra) of every asset event in Airflow's metadata, oldest first."""
+        import json
+        import sqlite3
+
+        with sqlite3.connect(self.root / "airflow" / "airflow.db") as connection:
+            rows = connection.execute(
+                "SELECT asset.name, asset_event.extra FROM asset_event "
+                "JOIN asset ON asset.id = asset_event.asset_id ORDER BY asset_event.id"
+            ).fetchall()
+        return [(name, json.loads(extra or "{}")) for name, extra in rows]
+
     def lake_rows(self, days: list[dt.date]) -> dict[str, list[dict]]:
         from pipelines import lake
 
@@ -139,6 +153,13 @@ def test_the_whole_chain_under_airflow_fills_the_reporting_tables(chain: Chain) 
     assert "train_series_shard" in train_log and "map_index=1" in train_log
     assert "state=success" in forecast_log and "map_index=1" in forecast_log
 
+    events = chain.asset_events()
+    assert [name for name, _ in events] == [
+        "usagecast_usage", "usagecast_model", "usagecast_reports"
+    ]
+    assert events[0][1]["as_of"] == CHAIN_AS_OF.isoformat()
+    assert events[1][1]["alias"] == "champion"
+
     rows = chain.reporting_rows()
     as_of = CHAIN_AS_OF.isoformat()
     forecast_daily = [row for row in rows["forecast_daily"] if str(row[0]) == as_of]
@@ -150,14 +171,19 @@ def test_the_whole_chain_under_airflow_fills_the_reporting_tables(chain: Chain) 
 
 
 def test_a_backfill_of_three_days_then_a_rerun_leaves_the_same_rows(chain: Chain) -> None:
+    as_of = BACKFILL_DAYS[-1] + dt.timedelta(days=1)
+
     def backfill() -> None:
         for day in BACKFILL_DAYS:
-            next_day = day + dt.timedelta(days=1)
-            ingest_log = chain.dags_test("usagecast_ingest", next_day)
+            ingest_log = chain.dags_test("usagecast_ingest", day + dt.timedelta(days=1))
             assert f"data_interval_start={day.isoformat()} 00:00:00+00:00" in ingest_log
-            chain.dags_test("usagecast_forecast", next_day, {"as_of": next_day.isoformat()})
+        chain.dags_test("usagecast_forecast", as_of, {"as_of": as_of.isoformat()})
 
     backfill()
+    usage_events = [extra for name, extra in chain.asset_events() if name == "usagecast_usage"]
+    assert [event["as_of"] for event in usage_events[-3:]] == [
+        (day + dt.timedelta(days=1)).isoformat() for day in BACKFILL_DAYS
+    ]
     lake_first = chain.lake_rows(BACKFILL_DAYS)
     reporting_first = chain.reporting_rows()
     backfill()
@@ -165,8 +191,8 @@ def test_a_backfill_of_three_days_then_a_rerun_leaves_the_same_rows(chain: Chain
     reporting_second = chain.reporting_rows()
 
     assert all(lake_first[f"calls/{day}"] for day in BACKFILL_DAYS)
-    assert {str(row[0]) for row in reporting_first["forecast_daily"]} >= {
-        (day + dt.timedelta(days=1)).isoformat() for day in BACKFILL_DAYS
+    assert {str(row[0]) for row in reporting_first["forecast_daily"]} == {
+        CHAIN_AS_OF.isoformat(), as_of.isoformat()
     }
     assert lake_second == lake_first
     for table, rows in reporting_first.items():
