@@ -51,7 +51,9 @@ DAY_PARAM = {"type": ["null", "string"], "format": "date", "pattern": r"^\d{4}-\
     doc_md=__doc__,
 )
 def usagecast_ingest() -> None:
-    @task
+    # One lake writer and one Great Expectations run at a time, across scheduled, manual and
+    # backfill runs alike (a backfill does not honour the DAG's max_active_runs).
+    @task(max_active_tis_per_dag=1)
     def ingest_landing_files(
         data_interval_start=None, data_interval_end=None, params=None
     ) -> dict:
@@ -69,7 +71,7 @@ def usagecast_ingest() -> None:
         result["interval"] = [start.isoformat(), end.isoformat()]
         return result
 
-    @task(outlets=[USAGE])
+    @task(outlets=[USAGE], max_active_tis_per_dag=1)
     def validate_usage(ingested: dict, outlet_events=None) -> dict:
         """Run the data-quality suites on the interval's published partitions."""
         from pipelines.orchestration import interval_days, run_validation, step

@@ -26,6 +26,7 @@ HEAVY_MODULES = (
 
 PROBE = r"""
 import json, sys, time
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -79,6 +80,7 @@ for dag_id, dag in dags.items():
                 "outlets": [getattr(outlet, "name", None) for outlet in task.outlets],
                 "upstream": sorted(task.upstream_task_ids),
                 "trigger_rule": getattr(task.trigger_rule, "value", str(task.trigger_rule)),
+                "max_active_tis_per_dag": task.max_active_tis_per_dag,
             }
             for task in dag.tasks
         },
@@ -167,6 +169,8 @@ def test_ingest_runs_on_real_daily_intervals_and_announces_validated_usage(parse
     assert ingest["tasks"]["validate_usage"]["upstream"] == ["ingest_landing_files"]
     assert ingest["tasks"]["validate_usage"]["outlets"] == ["usagecast_usage"]
     assert ingest["tasks"]["ingest_landing_files"]["outlets"] == []
+    for task_id in ("ingest_landing_files", "validate_usage"):
+        assert ingest["tasks"][task_id]["max_active_tis_per_dag"] == 1, task_id
 
 
 def test_training_fans_out_over_shards_and_registers_after_both_branches(parsed: dict) -> None:
