@@ -286,6 +286,36 @@ def coverage_of(rows: pa.Table, kind: str, source_file: str) -> pa.Table:
     return grouped.select(COVERAGE_SCHEMA.names).cast(COVERAGE_SCHEMA)
 
 
+MAX_QUIET = dt.timedelta(hours=24)
+"""A file with no row for longer than this is taken to have stopped and resumed: its
+coverage is split there, so one stray timestamp cannot claim months of zeros."""
+
+
+def split_at_long_gaps(coverage: pa.Table, active_hours: pa.Array) -> pa.Table:
+    """Hourly coverage rows cut into the stretches where the file had rows at least daily."""
+    if coverage.num_rows == 0 or len(active_hours) == 0:
+        return coverage
+    hours = sorted(pc.unique(active_hours).to_pylist())
+    stretches = [[hours[0], hours[0] + HOUR]]
+    for hour in hours[1:]:
+        if hour - stretches[-1][1] > MAX_QUIET:
+            stretches.append([hour, hour + HOUR])
+        else:
+            stretches[-1][1] = hour + HOUR
+    if len(stretches) == 1:
+        return coverage
+    rows = []
+    for row in coverage.to_pylist():
+        if row["resolution"] != "hour":
+            rows.append(row)
+            continue
+        for start, end in stretches:
+            if start < row["end"] and end > row["start"]:
+                rows.append({**row, "start": max(start, row["start"]),
+                             "end": min(end, row["end"])})
+    return pa.Table.from_pylist(rows, schema=COVERAGE_SCHEMA)
+
+
 def widen_to_named_day(coverage: pa.Table, file_name: str) -> pa.Table:
     """A file named for a UTC day (``...YYYY-MM-DD...``) covers that whole day.
 

@@ -267,6 +267,7 @@ def _read_file(
 ) -> None:
     """Stream one file into the stage; its refused rows go to the batch's quarantine."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from pipelines.formats.normalize import normalise_batch
     from pipelines.formats.readers import read_batches
@@ -283,6 +284,7 @@ def _read_file(
     time_column = "timestamp" if spec.kind == "calls" else "bucket_start"
     table_name = "calls" if spec.kind == "calls" else "usage_buckets"
     coverage_parts = []
+    active_hours: list[pa.Array] = []
     next_line = source.first_line
     for raw in read_batches(source, needed):
         normalised = normalise_batch(raw, spec, columns, options, source_tz, source_file,
@@ -294,6 +296,8 @@ def _read_file(
         rows = normalised.rows
         _stage_by_day(batch.stage, table_name, rows, time_column)
         coverage_parts.append(coverage_of(rows, spec.kind, source_file))
+        if spec.kind == "calls" and rows.num_rows:
+            active_hours.append(pc.unique(pc.floor_temporal(rows.column("timestamp"), 1, "hour")))
         if progress is not None:
             progress.set_postfix(rows=batch.result.rows_read, refresh=False)
 
@@ -315,6 +319,7 @@ def _read_file(
     if coverage_parts:
         from pipelines.hourly import (
             COVERAGE_SCHEMA,
+            split_at_long_gaps,
             split_coverage_by_day,
             widen_to_named_day,
         )
@@ -326,6 +331,8 @@ def _read_file(
         merged = merged.rename_columns(
             ["provider", "model", "team", "resolution", "source_file", "start", "end"]
         ).select(COVERAGE_SCHEMA.names).cast(COVERAGE_SCHEMA)
+        if active_hours:
+            merged = split_at_long_gaps(merged, pa.concat_arrays(active_hours))
         merged = widen_to_named_day(merged, source.path.name)
         for day, rows in split_coverage_by_day(merged).items():
             batch.stage.add("coverage", day, rows)
@@ -477,8 +484,10 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path) -> list[tuple[
             lake.write_partition(final_dir, table_name, day, rows)
             written.append((table_name, day))
         batch.result.days_touched.append(day)
-        pending_calls[day] = calls
-        pending_hourly[day] = hourly
+        if calls.num_rows:
+            pending_calls[day] = calls
+        if hourly.num_rows:
+            pending_hourly[day] = hourly
         if sum(table.num_rows for table in pending_calls.values()) >= VALIDATION_ROWS:
             flush_validation()
     flush_validation()

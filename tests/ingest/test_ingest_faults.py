@@ -271,3 +271,16 @@ def test_format_without_grain_columns_needs_flags(settings, real_data_dir):
 
     with pytest.raises(InputError, match="pass --provider"):
         ingest(settings, [path])
+
+
+def test_a_long_silence_in_a_file_is_not_filled_with_zeros(settings, write):
+    path = write("gap.csv", GATEWAY_HEADER + "\n"
+                 "a,2015-03-01T10:10:00Z,openai,gpt-4.1,crm,10,1,200\n"
+                 "b,2015-03-01T11:10:00Z,openai,gpt-4.1,crm,10,1,200\n"
+                 "c,2015-03-05T09:10:00Z,openai,gpt-4.1,crm,10,1,200\n")
+
+    ingest(settings, [path])
+
+    hourly = lake.read_usage_hourly(settings.lake_dir).to_pylist()
+    assert [(row["hour"].day, row["hour"].hour, row["requests"]) for row in hourly] == [
+        (1, 10, 1), (1, 11, 1), (5, 9, 1)]
