@@ -47,7 +47,7 @@ DATASOURCE = "usagecast_staged"
 OFFENDING_ROWS_SHOWN = 5
 TRAILING_DAYS = 28
 TRAILING_MIN_DAYS = 7
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 500_000
 """Calls validated per GX run: GX's fixed cost per run is high, its cost per row low."""
 HOURLY_CHUNK_DAYS = 31
 ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
@@ -256,12 +256,36 @@ class _GxProject:
         return report
 
     def build_docs(self) -> Path | None:
-        """Render the results of this run into the Data Docs site; return its index page."""
+        """Render the results gathered since the last build into the Data Docs site."""
         if not self.result_ids:
             return None
         self.context.build_data_docs(resource_identifiers=self.result_ids)
+        self.result_ids = []
         index = self.settings.gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
         return index if index.is_file() else None
+
+
+_PROJECTS: dict[tuple, _GxProject] = {}
+
+
+def _project(settings: Settings) -> _GxProject:
+    """The GX project of this data folder, set up once per process.
+
+    Opening the context and registering suites, validation definitions and checkpoints
+    costs seconds; an ingest validates in several calls, so it is done once. A changed
+    suite file (or another data folder) gets a fresh project.
+    """
+    suite_files = tuple(
+        (path.name, path.stat().st_mtime_ns, path.stat().st_size)
+        for path in sorted(SUITES_DIR.glob("*.json"))
+    )
+    key = (str(settings.data_dir.resolve()), str(SUITES_DIR), suite_files)
+    project = _PROJECTS.get(key)
+    if project is None or not settings.gx_dir.is_dir():
+        _PROJECTS.clear()
+        project = _PROJECTS[key] = _GxProject(settings)
+    project.settings = settings
+    return project
 
 
 def _raised_exception(outcome: Any) -> str | None:
@@ -342,30 +366,33 @@ def calls_frame(table: pa.Table, day: dt.date) -> pd.DataFrame:
     suite check that every call sits in the partition of its own UTC day, which is what
     allows several partitions to be validated in one GX run.
     """
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    frame = _nullable_frame(table)
-    if "timestamp" in frame.columns:
-        frame["timestamp_day"] = frame["timestamp"].dt.floor("D")
-        frame["partition_day"] = pd.Series(
-            pd.Timestamp(day, tz="UTC"), index=frame.index
-        ).astype(frame["timestamp_day"].dtype)
-    return frame
+    if "timestamp" in table.column_names:
+        timestamps = table.column("timestamp")
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        table = table.append_column(
+            "timestamp_day", pc.floor_temporal(timestamps, 1, "day")
+        ).append_column(
+            "partition_day", pa.repeat(pa.scalar(midnight, timestamps.type), table.num_rows)
+        )
+    return _nullable_frame(table)
 
 
 def _nullable_frame(table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
 
+    # Integer columns with nulls become pandas Int64 (same numpy type for GX); those
+    # without stay numpy, because GX's range checks are vectorised only for numpy dtypes.
     mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
-    frame = table.to_pandas(types_mapper=mapping.get)
-    for name, column in frame.items():
-        # Same numpy type for GX, but GX's range checks are vectorised only for numpy dtypes.
-        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and (
-            column.dtype.kind in "iu" and not column.hasnans
-        ):
-            frame[name] = column.to_numpy(column.dtype.numpy_dtype)
-    return frame
+    return pd.DataFrame(
+        {
+            name: column.to_pandas(types_mapper=mapping.get if column.null_count else None)
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    )
 
 
 def hourly_frame(
@@ -496,6 +523,8 @@ def validate_batch(
     hourly_by_day: dict[dt.date, pa.Table],
     batch_interval: tuple[dt.datetime, dt.datetime] | None = None,
     now: dt.datetime | None = None,
+    *,
+    build_docs: bool = True,
 ) -> ValidationReport:
     """Check a staged batch before it is published; raise ``DataQualityError`` if critical.
 
@@ -503,11 +532,14 @@ def validate_batch(
     run's data interval); without it only "not in the future" and "in its own day's
     partition" bound the timestamps. Every day is checked before raising, so the message
     lists all critical findings; the error carries the report as ``error.report``.
+    A caller that validates one batch in several calls passes ``build_docs=False`` to all
+    but the last: the Data Docs site is then rendered once, with every call's results
+    (and always when a critical finding stops the batch).
     """
     now = _utc(now or dt.datetime.now(dt.UTC))
     parameters, available = _interval_parameters(batch_interval, now)
     newest_published = _newest_published_day(settings)
-    project = _GxProject(settings)
+    project = _project(settings)
     report = ValidationReport()
 
     calls = ((day, calls_by_day[day]) for day in sorted(calls_by_day))
@@ -524,7 +556,8 @@ def validate_batch(
         frame = hourly_frame(settings, hourly_by_day, now)
         report.extend(project.run(HOURLY_SUITE, days, frame, hourly_parameters, available))
 
-    report.docs_index = project.build_docs()
+    if build_docs or report.critical:
+        report.docs_index = project.build_docs()
     _log_warnings(report)
     if report.critical:
         error = DataQualityError(report.failure_message())
@@ -542,7 +575,8 @@ def _chunks(
     """Consecutive partitions gathered into frames of about ``max_rows`` rows.
 
     GX costs about a second per run whatever the size, so small partitions are validated
-    together; memory stays bounded by one chunk plus one partition.
+    together; a partition larger than ``max_rows`` is split (see ``_split_by_request``),
+    so memory stays bounded by about one chunk whatever the size of a day.
     """
     import pandas as pd
 
@@ -550,14 +584,39 @@ def _chunks(
     frames: list[pd.DataFrame] = []
     rows = 0
     for day, table in partitions:
-        days.append(day)
-        frames.append(to_frame(table, day))
-        rows += table.num_rows
-        if rows >= max_rows:
-            yield days, pd.concat(frames, ignore_index=True)
-            days, frames, rows = [], [], 0
+        for part in _split_by_request(table, max_rows):
+            if rows and rows + part.num_rows > max_rows:
+                yield days, pd.concat(frames, ignore_index=True)
+                days, frames, rows = [], [], 0
+            if not days or days[-1] != day:
+                days.append(day)
+            frames.append(to_frame(part, day))
+            rows += part.num_rows
     if days:
         yield days, pd.concat(frames, ignore_index=True)
+
+
+def _split_by_request(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
+    """A partition in parts of at most about ``max_rows`` rows, cut between request ids.
+
+    The rows are cut in request-id order and never inside a run of one id, so every
+    copy of a repeated id lands in the same part and ``request_id`` uniqueness checked
+    part by part is uniqueness over the whole partition.
+    """
+    import pyarrow.compute as pc
+
+    if table.num_rows <= max_rows or "request_id" not in table.column_names:
+        yield table
+        return
+    order = pc.sort_indices(table.column("request_id"), null_placement="at_end")
+    ids = table.column("request_id").take(order)
+    start = 0
+    while start < table.num_rows:
+        end = min(start + max_rows, table.num_rows)
+        while end < table.num_rows and ids[end].is_valid and ids[end] == ids[end - 1]:
+            end += 1
+        yield table.take(order.slice(start, end - start))
+        start = end
 
 
 def _newest_published_day(settings: Settings) -> dt.date | None:
@@ -590,7 +649,7 @@ def validate_lake(
                 f"no published partition for {day.isoformat()} in {settings.lake_dir}"
             )
     parameters, available = _interval_parameters(None, now)
-    project = _GxProject(settings)
+    project = _project(settings)
     report = ValidationReport()
 
     calls = (
