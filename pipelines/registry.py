@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 CONFIG_TAG = "recipe_config"
+SAME_RECIPE = "same recipe as the challenger"
 
 
 def _client(settings):
@@ -88,12 +89,18 @@ def champion_score_on_folds(settings, plan, history, config, cv_wape, rescore) -
 
         recorded_config = RecipeConfig.from_dict(json.loads(recorded))
     if recorded_config == config:
-        score, how = cv_wape, "same recipe as the challenger"
+        score, how = cv_wape, SAME_RECIPE
     else:
         score, how = rescore(history, plan, recorded_config), "re-run of its recipe"
     logger.info("champion version %s scores CV WAPE %.4f on the same folds (%s)",
                 version.version, score, how)
-    return {"version": str(version.version), "cv_wape": float(score), "how": how}
+    window = (version.tags.get("data_window") or "").split("..")
+    return {
+        "version": str(version.version),
+        "cv_wape": float(score),
+        "how": how,
+        "data_window_end": window[1] if len(window) == 2 else "",
+    }
 
 
 def _plot_forecasts(cv, directory: Path) -> list[Path]:
@@ -163,13 +170,24 @@ def log_and_register(
     client = _client(settings)
     experiment_id = _experiment_id(settings, client)
     name = settings.registered_model
-    promote = champion is None or force_promotion or (
+    # The same recipe scores the same on the same folds, so the margin could never be
+    # beaten; a refit of the champion's own recipe on newer data replaces it instead, or
+    # the served boosters would never see a week of data newer than the first version's.
+    refit_on_newer_data = (
+        champion is not None
+        and champion.get("how") == SAME_RECIPE
+        and champion.get("data_window_end", "") < plan["data_window"][1]
+    )
+    promote = champion is None or force_promotion or refit_on_newer_data or (
         cv_wape <= champion["cv_wape"] * (1 - settings.promotion_margin)
     )
     if champion is None:
         decision = "first version: champion"
     elif force_promotion:
         decision = "promotion forced"
+    elif refit_on_newer_data:
+        decision = (f"same recipe as champion {champion['version']}, refit on data through "
+                    f"{plan['data_window'][1]}: replaces it")
     elif promote:
         decision = (f"CV WAPE {cv_wape:.4f} beats champion {champion['cv_wape']:.4f} "
                     f"by at least {settings.promotion_margin:.0%}")

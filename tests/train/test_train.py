@@ -106,6 +106,25 @@ def test_forced_promotion_moves_champion_and_registry_shows_it(trained):
     assert state["3"]["decision"] == "promotion forced"
 
 
+def test_same_recipe_refit_on_newer_data_replaces_the_champion(trained):
+    settings, _as_of, plan, shards, global_output, *_ = trained
+    champion_before = {
+        row["version"] for row in registry_state(settings) if "champion" in row["aliases"]
+    }
+    start, end = plan["data_window"]
+    newer_end = (dt.date.fromisoformat(end[:10]) + dt.timedelta(days=7)).isoformat()
+    newer_plan = {**plan, "data_window": [start, newer_end]}
+
+    refit = train.register_training(settings, newer_plan, shards, global_output)
+
+    assert champion_before == {"3"}
+    assert (refit["version"], refit["alias"]) == ("4", "champion")
+    state = {row["version"]: row for row in registry_state(settings)}
+    assert state["4"]["decision"] == (
+        f"same recipe as champion 3, refit on data through {newer_end}: replaces it"
+    )
+
+
 def test_no_champion_and_empty_lake_are_clear_errors(settings):
     with pytest.raises(UsagecastError, match="no champion yet"):
         load_champion(settings)
