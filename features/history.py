@@ -135,6 +135,8 @@ def history_from_lake(
             id_vars=["series_id", "hour"], value_vars=list(TARGETS), var_name="target",
             value_name="y",
         ).rename(columns={"hour": "ds"})
+        # The contract's ds is naive UTC wall time for both resolutions.
+        hourly_long["ds"] = pd.to_datetime(hourly_long["ds"], utc=True).dt.tz_convert(None)
         frames.append(hourly_long.assign(resolution="hour"))
     if not daily.empty:
         daily = daily[daily["resolution"] == "day"]
@@ -142,6 +144,7 @@ def history_from_lake(
             id_vars=["series_id", "day"], value_vars=list(TARGETS), var_name="target",
             value_name="y",
         ).rename(columns={"day": "ds"})
+        daily_long["ds"] = pd.to_datetime(daily_long["ds"])
         frames.append(daily_long.assign(resolution="day"))
     if not frames:
         return pd.DataFrame({column: [] for column in HISTORY_COLUMNS})
