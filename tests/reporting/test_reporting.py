@@ -313,3 +313,15 @@ def test_the_summary_shows_the_latest_totals_and_the_team_budget(settings):
     total_june = next(line for line in summary.splitlines() if "2025-06  total" in line)
     assert total_june.split()[-3:] == ["50.00", "60.00", "75.00"]
     assert "45 (P(over) 70%)" in summary
+
+
+def test_every_query_in_the_readme_is_one_the_tests_run():
+    readme = (REPO_ROOT / "README.md").read_text()
+    readme_queries = [
+        block.strip().rstrip(";") for block in re.findall(r"```sql\n(.*?)```", readme, re.S)
+    ]
+
+    tested = {" ".join(query.split()) for query in named_queries().values()}
+
+    assert len(readme_queries) == 3
+    assert all(" ".join(query.split()) in tested for query in readme_queries)
