@@ -45,6 +45,21 @@ REPORTS = Asset(name=REPORTS_ASSET[0], uri=REPORTS_ASSET[1])
             minLength=1,
             description="Only series whose id matches this; empty for all series.",
         ),
+        "horizon_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=120,
+            description="Days of daily forecasts. Empty: through the end of next month in "
+            "the business time zone, which is also the shortest the cost estimate accepts.",
+        ),
+        "horizon_hours": Param(
+            48,
+            type="integer",
+            minimum=1,
+            maximum=48,
+            description="Hours of hourly (capacity) forecasts from the as-of date.",
+        ),
         "shard_count": Param(
             4,
             type="integer",
@@ -70,6 +85,8 @@ def usagecast_forecast() -> None:
                 as_of=dt.date.fromisoformat(as_of) if as_of else None,
                 series_filter=params["series_filter"] or None,
                 shard_count=params["shard_count"],
+                horizon_days=params["horizon_days"],
+                horizon_hours=params["horizon_hours"],
             )
 
     @task

@@ -75,12 +75,29 @@ def plan_forecast(
     as_of: dt.date | None = None,
     series_filter: str | None = None,
     shard_count: int = 4,
+    horizon_days: int | None = None,
+    horizon_hours: int = HORIZON_HOURS,
 ) -> dict:
-    """Fix what one forecast run does; the returned dict is JSON-serialisable."""
+    """Fix what one forecast run does; the returned dict is JSON-serialisable.
+
+    The daily horizon runs at least through the end of next month in the business time
+    zone, which the monthly cost estimate needs; ``horizon_days`` may only lengthen it.
+    The hourly horizon is at most 48 hours, the longest the hourly models are trained for.
+    """
     from pipelines.cost import forecast_horizon_days
     from pipelines.registry import load_champion
 
     as_of = as_of or default_as_of(settings)
+    month_days = forecast_horizon_days(as_of, settings.business_tz)
+    if horizon_days is not None and horizon_days < month_days:
+        raise UsagecastError(
+            f"horizon of {horizon_days} days ends before next month does: as of {as_of} the "
+            f"cost estimate needs at least {month_days} days"
+        )
+    if not 1 <= horizon_hours <= HORIZON_HOURS:
+        raise UsagecastError(
+            f"hourly horizon of {horizon_hours} hours: choose 1 to {HORIZON_HOURS}"
+        )
     series = _series_table(settings, as_of, series_filter)
     if series.empty:
         raise UsagecastError(
@@ -105,8 +122,8 @@ def plan_forecast(
         "model_version": model_version,
         "registered_model": settings.registered_model,
         "business_tz": settings.business_tz,
-        "horizon_days": forecast_horizon_days(as_of, settings.business_tz),
-        "horizon_hours": HORIZON_HOURS,
+        "horizon_days": horizon_days or month_days,
+        "horizon_hours": horizon_hours,
         "data_start": series["first_day"].min().isoformat(),
         "data_end": as_of.isoformat(),
         "series_count": len(series),
@@ -328,10 +345,21 @@ def publish_forecast(settings: Settings, plan: dict, shard_outputs: list[str]) -
 
 
 def run_forecast(
-    settings: Settings, as_of: dt.date | None = None, series_filter: str | None = None
+    settings: Settings,
+    as_of: dt.date | None = None,
+    series_filter: str | None = None,
+    horizon_days: int | None = None,
+    horizon_hours: int = HORIZON_HOURS,
 ) -> dict:
     """Plan, forecast every shard in turn and publish: what ``usagecast forecast`` does."""
-    plan = plan_forecast(settings, as_of=as_of, series_filter=series_filter, shard_count=1)
+    plan = plan_forecast(
+        settings,
+        as_of=as_of,
+        series_filter=series_filter,
+        shard_count=1,
+        horizon_days=horizon_days,
+        horizon_hours=horizon_hours,
+    )
     outputs = [forecast_shard(settings, plan, index) for index in range(len(plan["shards"]))]
     return publish_forecast(settings, plan, outputs)
 
@@ -344,10 +372,27 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "default: the day after the lake's last day",
     )
     parser.add_argument("--series", help="only series whose id contains this text")
+    parser.add_argument(
+        "--horizon-days",
+        type=int,
+        help="daily forecast length; default and minimum: through the end of next month",
+    )
+    parser.add_argument(
+        "--horizon-hours",
+        type=int,
+        default=HORIZON_HOURS,
+        help=f"hourly capacity forecast length, 1 to {HORIZON_HOURS} (default)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> str:
-    result = run_forecast(settings, as_of=args.as_of, series_filter=args.series)
+    result = run_forecast(
+        settings,
+        as_of=args.as_of,
+        series_filter=args.series,
+        horizon_days=args.horizon_days,
+        horizon_hours=args.horizon_hours,
+    )
     estimate = result["month_estimate_p50"]
     cost_text = (
         f"{result['month']} estimate {estimate:,.2f} {result['currency']} "

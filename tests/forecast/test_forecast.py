@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from pipelines.errors import UsagecastError
 from pipelines.forecast import run_forecast
 from pipelines.lake import write_partition
 from pipelines.schema import USAGE_DAILY_SCHEMA, USAGE_HOURLY_SCHEMA
@@ -232,6 +233,21 @@ def test_forecast_writes_hand_computed_rows_and_the_june_cost(forecast_settings)
     usage = table(forecast_settings, "usage_daily", "series_id, day")
     assert len(usage) == 2 * LAST_DAY
     assert usage[usage["series_id"] == UNPRICED]["cost"].isna().all()
+
+
+def test_horizons_lengthen_the_daily_forecast_and_shorten_the_hourly_one(forecast_settings):
+    with pytest.raises(UsagecastError, match="needs at least 47 days"):
+        run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15), horizon_days=30)
+
+    run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15), horizon_days=60, horizon_hours=6)
+
+    daily = table(forecast_settings, "forecast_daily", "series_id, target, day")
+    hourly = table(forecast_settings, "forecast_hourly", "series_id, target, hour")
+    assert len(daily[(daily["series_id"] == PRICED) & (daily["target"] == "requests")]) == 60
+    assert len(hourly) == 2 * 6 * 4
+    cost = table(forecast_settings, "cost_estimate_monthly", "level, name, month")
+    june = cost[(cost["month_index"] == 0)].set_index("name")
+    assert june.loc["all", "estimate_p50"] == pytest.approx(18.8832)
 
 
 def test_a_past_as_of_uses_only_earlier_data_and_is_scored_later(forecast_settings):
