@@ -51,7 +51,7 @@ STAGING = "_staging"
 MANIFEST = "_manifest.json"
 JOURNAL = "COMMIT.json"
 LOCK = ".ingest.lock"
-SPILL_BYTES = 256 << 20
+SPILL_BYTES = 64 << 20
 """Staged rows kept in memory before they are spilled to the staging folder."""
 VALIDATION_ROWS = 500_000
 """Staged calls gathered before they are validated, so memory stays flat on large batches.
@@ -416,7 +416,60 @@ BUCKET_CONTENT = ["bucket_start", "bucket_end", "provider", "model", "team", "re
                   "source_format"]
 
 
-def _finalise(settings: Settings, batch: _Batch, final_dir: Path) -> list[tuple[str, dt.date]]:
+class _BackgroundValidation:
+    """Great Expectations on one worker thread while the main thread goes on staging.
+
+    GX is mostly Python and the staging mostly Arrow, which releases the GIL, so on two
+    cores the two overlap (GX's import and project set-up run while files are read).
+    Validations still run one at a time, in order; at most one waits behind the running
+    one, so memory stays bounded; ``wait`` raises the first error (a ``DataQualityError``)
+    before anything is published.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Imported here, before the worker starts importing GX, so that both threads
+        # never import the same modules at once.
+        import pipelines.formats.normalize  # noqa: F401
+        import pipelines.formats.readers  # noqa: F401
+        import pipelines.hourly  # noqa: F401
+        import pipelines.lake  # noqa: F401
+
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+        self.futures: list = []
+        self.started = False
+
+    def start(self) -> None:
+        """Set GX up in the background; called once there is something new to validate."""
+        if not self.started:
+            self.started = True
+            self.futures.append(self.executor.submit(_prepare_validation, self.settings))
+
+    def submit(self, calls_by_day: dict, hourly_by_day: dict, build_docs: bool) -> None:
+        self.started = True
+        while len(self.futures) > 1 or (self.futures and self.futures[0].done()):
+            self.futures.pop(0).result()
+        self.futures.append(self.executor.submit(
+            _validate, self.settings, dict(calls_by_day), dict(hourly_by_day), build_docs))
+
+    def wait(self) -> None:
+        while self.futures:
+            self.futures.pop(0).result()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare_validation(settings: Settings) -> None:
+    from pipelines.validate import prepare
+
+    prepare(settings)
+
+
+def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
+              validation: _BackgroundValidation) -> list[tuple[str, dt.date]]:
     """Rebuild every touched day into the staging folder and validate it; return what to move."""
     import pyarrow.compute as pc
 
@@ -437,7 +490,7 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path) -> list[tuple[
 
     def validate_pending_calls() -> None:
         if pending_calls:
-            _validate(settings, pending_calls, {}, build_docs=False)
+            validation.submit(pending_calls, {}, build_docs=False)
             pending_calls.clear()
 
     for day in days:
@@ -491,7 +544,8 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path) -> list[tuple[
             validate_pending_calls()
         del calls, buckets, coverage, hourly, daily
     if pending_calls or pending_hourly:
-        _validate(settings, pending_calls, pending_hourly, build_docs=True)
+        validation.submit(pending_calls, pending_hourly, build_docs=True)
+    validation.wait()
     return written
 
 
@@ -506,8 +560,7 @@ def _validate(settings: Settings, calls_by_day: dict, hourly_by_day: dict,
     """
     from pipelines.validate import validate_batch
 
-    report = validate_batch(settings, dict(calls_by_day), dict(hourly_by_day),
-                            build_docs=build_docs)
+    report = validate_batch(settings, calls_by_day, hourly_by_day, build_docs=build_docs)
     logger.debug("%s", report.summary())
 
 
@@ -581,11 +634,12 @@ def ingest(
         batch_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         batch_dir = lake_dir / STAGING / batch_id
         batch = _Batch(stage=_Stage(batch_dir), result=IngestResult(batch_id=batch_id))
+        validation = _BackgroundValidation(settings)
         try:
             manifest_entries = _read_sources(settings, batch, paths, spec_for_all, options,
-                                             source_tz, _load_manifest(lake_dir))
+                                             source_tz, _load_manifest(lake_dir), validation)
             final_dir = batch_dir / "final"
-            written = _finalise(settings, batch, final_dir)
+            written = _finalise(settings, batch, final_dir, validation)
             now = dt.datetime.now(dt.UTC)
             quarantine = _quarantine_table(batch, batch_id, now)
             if quarantine is not None:
@@ -601,8 +655,10 @@ def ingest(
             _write_json_atomically(batch_dir / JOURNAL,
                                    {"moves": moves, "manifest": manifest_entries})
         except BaseException:
+            validation.close()
             shutil.rmtree(batch_dir, ignore_errors=True)
             raise
+        validation.close()
         _publish(lake_dir, json.loads((batch_dir / JOURNAL).read_text(encoding="utf-8")))
         shutil.rmtree(batch_dir, ignore_errors=True)
 
@@ -611,7 +667,8 @@ def ingest(
     return result
 
 
-def _read_sources(settings, batch, paths, spec_for_all, options, source_tz, manifest) -> dict:
+def _read_sources(settings, batch, paths, spec_for_all, options, source_tz, manifest,
+                  validation) -> dict:
     """Stream every new file into the stage; return the manifest entries for them."""
     from pipelines.formats import detect_format
     from pipelines.formats.readers import open_source
@@ -625,6 +682,7 @@ def _read_sources(settings, batch, paths, spec_for_all, options, source_tz, mani
                 logger.info("%s: already ingested (same content), skipped", path)
                 batch.result.files_already_ingested += 1
             else:
+                validation.start()
                 source = open_source(path)
                 if source.header:
                     spec = spec_for_all or detect_format(source.header, path)

@@ -288,6 +288,15 @@ def _project(settings: Settings) -> _GxProject:
     return project
 
 
+def prepare(settings: Settings) -> None:
+    """Import GX and open the data folder's project ahead of the first validation.
+
+    Both take seconds; a caller with other work to do (ingest, while it reads files)
+    runs this first on a worker thread.
+    """
+    _project(settings)
+
+
 def _raised_exception(outcome: Any) -> str | None:
     """GX reports an expectation that could not run (e.g. a missing column) as an exception."""
     info = outcome.exception_info or {}
