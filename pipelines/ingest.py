@@ -421,9 +421,9 @@ class _BackgroundValidation:
 
     GX is mostly Python and the staging mostly Arrow, which releases the GIL, so on two
     cores the two overlap (GX's import and project set-up run while files are read).
-    Validations still run one at a time, in order; at most one waits behind the running
-    one, so memory stays bounded; ``wait`` raises the first error (a ``DataQualityError``)
-    before anything is published.
+    Validations run one at a time, in order, and the next is handed over only when the
+    previous one is done, so memory stays bounded; ``wait`` raises the first error (a
+    ``DataQualityError``) before anything is published.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -449,8 +449,7 @@ class _BackgroundValidation:
 
     def submit(self, calls_by_day: dict, hourly_by_day: dict, build_docs: bool) -> None:
         self.started = True
-        while len(self.futures) > 1 or (self.futures and self.futures[0].done()):
-            self.futures.pop(0).result()
+        self.wait()
         self.futures.append(self.executor.submit(
             _validate, self.settings, dict(calls_by_day), dict(hourly_by_day), build_docs))
 
@@ -509,6 +508,7 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
 
         new_call_count = new_calls.num_rows - call_duplicates
         new_bucket_count = new_buckets.num_rows - bucket_duplicates
+        del new_calls, new_buckets, new_coverage
         batch.result.duplicates += call_duplicates + bucket_duplicates
         batch.result.stored += new_call_count + new_bucket_count
         batch.result.buckets_stored += new_bucket_count

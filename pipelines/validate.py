@@ -617,14 +617,19 @@ def _split_by_request(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
     if table.num_rows <= max_rows or "request_id" not in table.column_names:
         yield table
         return
-    order = pc.sort_indices(table.column("request_id"), null_placement="at_end")
-    ids = table.column("request_id").take(order)
+    ids = table.column("request_id")
+    order = pc.sort_indices(ids).to_numpy()
+
+    def same_id(first: int, second: int) -> bool:
+        a, b = ids[int(order[first])], ids[int(order[second])]
+        return a.is_valid and a == b
+
     start = 0
     while start < table.num_rows:
         end = min(start + max_rows, table.num_rows)
-        while end < table.num_rows and ids[end].is_valid and ids[end] == ids[end - 1]:
+        while end < table.num_rows and same_id(end, end - 1):
             end += 1
-        yield table.take(order.slice(start, end - start))
+        yield table.take(order[start:end])
         start = end
 
 

@@ -422,3 +422,24 @@ def test_calls_schema_and_suite_list_the_same_columns() -> None:
         if e["type"] == "expect_table_columns_to_match_set"
     ]
     assert columns == [*CALLS_SCHEMA.names, "timestamp_day", "partition_day"]
+
+
+def test_a_day_larger_than_a_chunk_still_finds_a_request_id_repeated_across_it(
+    settings: Settings, cvs_day: tuple[pa.Table, pa.Table], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big days are validated in parts; every copy of one id must land in the same part."""
+    calls, hourly = cvs_day
+    first_id = calls["request_id"][0].as_py()
+    calls = edit(calls, "request_id", calls.num_rows - 1, first_id)
+    monkeypatch.setattr("pipelines.validate.CHUNK_ROWS", 7)
+
+    with pytest.raises(DataQualityError) as raised:
+        validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly},
+                       now=day_interval(CVS_DAY)[1])
+
+    findings = raised.value.report.critical
+    assert [(f.expectation.split(" ")[0], f.column) for f in findings] == [
+        ("expect_column_values_to_be_unique", "request_id")
+    ]
+    assert f"request_id={first_id}" in findings[0].describe()
+    assert raised.value.report.rows_checked == calls.num_rows + hourly.num_rows
