@@ -5,7 +5,7 @@
 #
 #   scripts/demo.sh                      # everything under ./var/demo
 #   USAGECAST_DATA_DIR=/tmp/x scripts/demo.sh
-#   DEMO_DAYS=56 scripts/demo.sh         # a longer sample (default 28 days)
+#   DEMO_DAYS=56 scripts/demo.sh         # a longer sample (default 35 days)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,9 +15,7 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$USAGECAST_DATA_DIR/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export USAGECAST_PROGRESS=false
-# Two CV folds instead of three keep the demo's retrain to a few minutes; unset to compare.
-export USAGECAST_CV_FOLDS="${USAGECAST_CV_FOLDS:-2}"
-DEMO_DAYS="${DEMO_DAYS:-28}"
+DEMO_DAYS="${DEMO_DAYS:-35}"
 LAST_DAY="${DEMO_LAST_DAY:-$(date -u -d yesterday +%F)}"
 FIRST_DAY="$(date -u -d "$LAST_DAY - $((DEMO_DAYS - 1)) days" +%F)"
 AS_OF="$(date -u -d "$LAST_DAY + 1 day" +%F)"
