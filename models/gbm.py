@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,15 @@ class GlobalModel:
 
     def to_strings(self) -> dict[str, str]:
         return {name: booster.model_to_string() for name, booster in self.boosters.items()}
+
+    def write(self, directory: Path) -> dict:
+        """Save the boosters as text files; returns the manifest entry ``load`` reads back."""
+        files = {}
+        for name, text in self.to_strings().items():
+            path = directory / f"lightgbm_{self.resolution}_{name}.txt"
+            path.write_text(text)
+            files[name] = path.name
+        return {"max_horizon": self.max_horizon, "files": files}
 
 
 def fit(

@@ -43,14 +43,8 @@ def write_bundle(
     directory.mkdir(parents=True, exist_ok=True)
     stored_models = {}
     for resolution, model in global_models.items():
-        if model is None:
-            continue
-        files = {}
-        for name, text in model.to_strings().items():
-            path = directory / f"lightgbm_{resolution}_{name}.txt"
-            path.write_text(text)
-            files[name] = path.name
-        stored_models[resolution] = {"max_horizon": model.max_horizon, "files": files}
+        if model is not None:
+            stored_models[resolution] = model.write(directory)
     bundle = {
         "config": config.to_dict(), "weights": weights, "width_factors": width_factors,
         "global_models": stored_models, **(extra or {}),

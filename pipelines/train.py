@@ -195,13 +195,8 @@ def train_global(settings, plan: dict) -> str:  # noqa: ARG001
         model = fit_global(history, resolution, as_of, config)
         if model is None:
             continue
-        files = {}
-        for name, text in model.to_strings().items():
-            path = out_dir / f"lightgbm_{resolution}_{name}.txt"
-            path.write_text(text)
-            files[name] = path.name
         gbm.importance(model).to_csv(out_dir / f"importance_{resolution}.csv", index=False)
-        manifest[resolution] = {"max_horizon": model.max_horizon, "files": files}
+        manifest[resolution] = model.write(out_dir)
     (out_dir / "models.json").write_text(json.dumps(manifest, indent=2))
     return str(out_dir)
 
