@@ -85,7 +85,7 @@ def plan_forecast(
     The hourly horizon is at most 48 hours, the longest the hourly models are trained for.
     """
     from pipelines.cost import forecast_horizon_days
-    from pipelines.registry import load_champion
+    from pipelines.registry import require_champion_version
 
     as_of = as_of or default_as_of(settings)
     month_days = forecast_horizon_days(as_of, settings.business_tz)
@@ -105,7 +105,8 @@ def plan_forecast(
             + (f" for series matching {series_filter!r}" if series_filter else "")
             + ": ingest data or choose a later --as-of"
         )
-    _, model_version = load_champion(settings)
+    # Only the version is fixed here; each shard loads the model itself.
+    model_version = str(require_champion_version(settings).version)
 
     shard_count = max(1, min(shard_count, len(series)))
     shards: list[list[str]] = [[] for _ in range(shard_count)]

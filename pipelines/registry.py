@@ -55,14 +55,19 @@ def champion_version(settings, client=None):
         return None
 
 
+def require_champion_version(settings, client=None):
+    """The champion ModelVersion; UsagecastError when there is none."""
+    version = champion_version(settings, client)
+    if version is None:
+        raise UsagecastError("no champion yet: run `usagecast train` first")
+    return version
+
+
 def load_champion(settings):
     """(pyfunc model, version) of the champion; UsagecastError when there is none."""
     import mlflow.pyfunc
 
-    client = _client(settings)
-    version = champion_version(settings, client)
-    if version is None:
-        raise UsagecastError("no champion yet: run `usagecast train` first")
+    version = require_champion_version(settings, _client(settings))
     model = mlflow.pyfunc.load_model(
         f"models:/{settings.registered_model}@{CHAMPION}",
         model_config={"model_version": str(version.version)},
