@@ -14,7 +14,13 @@ import datetime as dt
 
 from airflow.sdk import Asset, Param, dag, task
 
-from pipelines.orchestration import MODEL_ASSET, REPORTS_ASSET, USAGE_ASSET, default_task_args
+from pipelines.orchestration import (
+    DAY_PARAM,
+    MODEL_ASSET,
+    REPORTS_ASSET,
+    USAGE_ASSET,
+    default_task_args,
+)
 
 USAGE = Asset(name=USAGE_ASSET[0], uri=USAGE_ASSET[1])
 MODEL = Asset(name=MODEL_ASSET[0], uri=MODEL_ASSET[1])
@@ -32,9 +38,7 @@ REPORTS = Asset(name=REPORTS_ASSET[0], uri=REPORTS_ASSET[1])
     params={
         "as_of": Param(
             None,
-            type=["null", "string"],
-            format="date",
-            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            **DAY_PARAM,
             description="Forecast from this UTC day (YYYY-MM-DD) on, with history before "
             "it. Empty: the day after the last validated day that triggered the run, else "
             "the day after the lake's last day.",

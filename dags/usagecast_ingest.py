@@ -19,11 +19,9 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-from pipelines.orchestration import USAGE_ASSET, default_task_args
+from pipelines.orchestration import DAY_PARAM, USAGE_ASSET, default_task_args
 
 USAGE = Asset(name=USAGE_ASSET[0], uri=USAGE_ASSET[1])
-
-DAY_PARAM = {"type": ["null", "string"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 
 
 @dag(

@@ -15,7 +15,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, task
 
-from pipelines.orchestration import MODEL_ASSET, default_task_args
+from pipelines.orchestration import DAY_PARAM, MODEL_ASSET, default_task_args
 
 MODEL = Asset(name=MODEL_ASSET[0], uri=MODEL_ASSET[1])
 
@@ -31,9 +31,7 @@ MODEL = Asset(name=MODEL_ASSET[0], uri=MODEL_ASSET[1])
     params={
         "as_of": Param(
             None,
-            type=["null", "string"],
-            format="date",
-            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            **DAY_PARAM,
             description="Train on history before this UTC day (YYYY-MM-DD). Empty: the end "
             "of the run's data interval for a scheduled run, else the day after the lake's "
             "last day.",

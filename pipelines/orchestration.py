@@ -50,6 +50,10 @@ MAX_WARNINGS_IN_XCOM = 5
 """The task result carries the first few warnings; the log and Data Docs have all of them."""
 
 
+DAY_PARAM = {"type": ["null", "string"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+"""JSON schema of a UTC day param (YYYY-MM-DD, or empty) in the DAGs' run forms."""
+
+
 def default_task_args() -> dict[str, Any]:
     """Retry policy and failure callback shared by every usagecast task.
 
