@@ -76,19 +76,17 @@ class Price:
 
     @property
     def cached_rate(self) -> float:
-        return (
-            self.input_per_mtok
-            if self.cached_input_per_mtok is None
-            else (self.cached_input_per_mtok)
-        )
+        """A blank cached-input price means the provider bills cache reads as plain input."""
+        return _or_input_rate(self.cached_input_per_mtok, self.input_per_mtok)
 
     @property
     def cache_write_rate(self) -> float:
-        return (
-            self.input_per_mtok
-            if self.cache_write_per_mtok is None
-            else (self.cache_write_per_mtok)
-        )
+        """A blank cache-write price means cache writes are billed as plain input."""
+        return _or_input_rate(self.cache_write_per_mtok, self.input_per_mtok)
+
+
+def _or_input_rate(rate: float | None, input_rate: float) -> float:
+    return input_rate if rate is None else rate
 
 
 class PriceTable:
