@@ -15,8 +15,21 @@ three parts, each priced once at its own rate:
 - cache writes at ``cache_write_per_mtok`` (blank: the provider charges no write
   premium, as OpenAI, Google and DeepSeek, so they cost the input rate).
 
+A usage row finds its price row by model name. Exports spell one model several
+ways (``claude-sonnet-4-5-20250929`` in Anthropic's usage report, the alias
+``claude-sonnet-4-5``, ``gpt-4.1-2025-04-14`` in OpenAI's export), so a name with
+no row of its own is matched on its :func:`model_key`: lower case, a trailing
+snapshot date dropped and a dot between version digits read as a hyphen. A dated
+snapshot priced apart from its alias (``gpt-4o-2024-05-13``) gets its own row,
+which an exact match always prefers.
+
 A model with no row at all is *unpriced*: its cost stays null and its name is
 reported, never costed at zero or at another model's rate.
+
+Known shortcoming: a row holds one rate per token kind, so prices that depend on
+the request (Anthropic's and Google's long-prompt tiers, OpenAI's batch, flex and
+priority tiers, DeepSeek's time-of-day rates, Anthropic's 1-hour cache writes) are
+priced at the standard rate; ``config/README.md`` lists what this misses.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import datetime as dt
 import io
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +64,8 @@ PRICE_COLUMNS = (
 )
 OPTIONAL_RATES = ("cached_input_per_mtok", "cache_write_per_mtok")
 TOKENS_PER_UNIT = 1_000_000
+SNAPSHOT_DATE = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
+VERSION_DOT = re.compile(r"(?<=\d)\.(?=\d)")
 
 COST_COLUMNS = (
     "cost_uncached_input",
@@ -89,6 +105,12 @@ def _or_input_rate(rate: float | None, input_rate: float) -> float:
     return input_rate if rate is None else rate
 
 
+def model_key(model: str) -> str:
+    """The spelling-free name of a model, so a dated snapshot finds its alias's price."""
+    undated = SNAPSHOT_DATE.sub("", model.strip().lower())
+    return VERSION_DOT.sub("-", undated)
+
+
 class PriceTable:
     """All price rows, grouped per ``(provider, model)`` and sorted by effective date."""
 
@@ -103,15 +125,33 @@ class PriceTable:
                 "so every row must use one currency"
             )
         self.currency = currencies.pop() if currencies else "USD"
+        self._by_key: dict[tuple[str, str], list[str]] = {}
+        for provider, model in sorted(self._by_model):
+            self._by_key.setdefault((provider, model_key(model)), []).append(model)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._by_model
+        return self.resolve(*key) is not None
 
     def models(self) -> list[tuple[str, str]]:
         return sorted(self._by_model)
 
+    def resolve(self, provider: str, model: str) -> str | None:
+        """The table's name for ``model``: itself, else the one row name with its key.
+
+        When several rows share the key (an alias and a snapshot priced apart), the
+        undated alias is the one a new snapshot of the same model is billed like.
+        """
+        if (provider, model) in self._by_model:
+            return model
+        names = self._by_key.get((provider, model_key(model)), [])
+        undated = [name for name in names if not SNAPSHOT_DATE.search(name)]
+        candidates = names if len(names) == 1 else undated
+        return candidates[0] if len(candidates) == 1 else None
+
     def history(self, provider: str, model: str) -> list[Price]:
-        return list(self._by_model.get((provider, model), []))
+        """Every row of ``model`` (or of the name it resolves to), oldest first."""
+        name = self.resolve(provider, model)
+        return [] if name is None else list(self._by_model[(provider, name)])
 
     def rate_on(self, provider: str, model: str, day: dt.date) -> Price | None:
         """The row in effect on ``day``; ``None`` when the model is not in the table.
@@ -120,7 +160,7 @@ class PriceTable:
         (usage replayed from before a model's launch still needs a cost); this is
         logged by :func:`price_usage`, which sees whole frames.
         """
-        rows = self._by_model.get((provider, model))
+        rows = self.history(provider, model)
         if not rows:
             return None
         in_effect = rows[0]
@@ -238,6 +278,14 @@ def price_usage(
         history = prices.history(row_provider, row_model)
         if not history:
             continue
+        if history[0].model != row_model:
+            logger.info(
+                "%s/%s has no row of its own; priced at the rows of %s/%s",
+                row_provider,
+                row_model,
+                row_provider,
+                history[0].model,
+            )
         first = history[0].effective_date
         early = [days.iloc[i] for i in positions if days.iloc[i] < first]
         if early:

@@ -120,3 +120,69 @@ def test_a_bad_price_names_the_file_line_and_field(tmp_path: Path):
 
     with pytest.raises(InputError, match=r"prices.csv:3: field 'input_per_mtok'='abc'"):
         load_prices(path)
+
+
+def test_a_dated_snapshot_or_a_dotted_name_is_priced_at_its_models_rows(tmp_path: Path, caplog):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER
+        + "anthropic,claude-sonnet-4-5-20250929,2025-09-29,3.00,15.00,0.30,3.75,USD,x\n"
+        + "openai,gpt-4.1,2025-04-14,2.00,8.00,0.50,,USD,x\n"
+    )
+    prices = load_prices(path)
+    day = dt.date(2025, 11, 3)
+    usage = pd.DataFrame(
+        [
+            usage_row("anthropic", "claude-sonnet-4.5", day, 1_000_000, 100_000),
+            usage_row("anthropic", "claude-sonnet-4-5", day, 1_000_000, 100_000),
+            usage_row("openai", "gpt-4.1-2025-04-14", day, 1_000_000, 100_000),
+            usage_row("openai", "gpt-4.10", day, 1_000_000, 100_000),
+        ]
+    )
+
+    with caplog.at_level("INFO", logger="pipelines.prices"):
+        priced = price_usage(usage, prices)
+
+    # Sonnet: 1M in x $3 + 0.1M out x $15 = 4.5; GPT-4.1: 1M x $2 + 0.1M x $8 = 2.8.
+    assert priced["cost"].tolist()[:3] == pytest.approx([4.5, 4.5, 2.8])
+    # "gpt-4.10" is another version, not a spelling of gpt-4.1: it stays unpriced.
+    assert unpriced_models(priced) == ["openai/gpt-4.10"]
+    assert "priced at the rows of anthropic/claude-sonnet-4-5-20250929" in caplog.text
+
+
+def test_a_snapshot_with_its_own_row_keeps_it_and_other_snapshots_use_the_alias(
+    tmp_path: Path,
+):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER
+        + "openai,gpt-4o,2024-10-01,2.50,10.00,1.25,,USD,x\n"
+        + "openai,gpt-4o-2024-05-13,2024-05-13,5.00,15.00,,,USD,x\n"
+    )
+    prices = load_prices(path)
+    day = dt.date(2025, 1, 6)
+    usage = pd.DataFrame(
+        [
+            usage_row("openai", "gpt-4o-2024-05-13", day, 1_000_000),
+            usage_row("openai", "gpt-4o-2024-11-20", day, 1_000_000),
+        ]
+    )
+
+    priced = price_usage(usage, prices)
+
+    assert priced["cost"].tolist() == pytest.approx([5.0, 2.5])
+
+
+def test_two_undated_names_sharing_a_key_leave_a_third_spelling_unpriced(tmp_path: Path):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER
+        + "acme,m-1.5,2025-03-01,1.00,2.00,,,USD,x\n"
+        + "acme,m-1-5,2025-03-01,3.00,4.00,,,USD,x\n"
+    )
+    prices = load_prices(path)
+
+    assert prices.resolve("acme", "m-1.5") == "m-1.5"
+    assert prices.resolve("acme", "m-1-5-20250301") is None
+    assert ("acme", "m-1-5-20250301") not in prices
+
