@@ -186,3 +186,19 @@ def test_two_undated_names_sharing_a_key_leave_a_third_spelling_unpriced(tmp_pat
     assert prices.resolve("acme", "m-1-5-20250301") is None
     assert ("acme", "m-1-5-20250301") not in prices
 
+
+
+def test_repository_table_prices_the_spellings_of_provider_exports():
+    prices = load_prices(REPO_ROOT / "config" / "prices.csv")
+    day = dt.date(2025, 11, 3)
+
+    # Anthropic's usage report names the dated model id, OpenAI's export the snapshot.
+    assert prices.rate_on("anthropic", "claude-sonnet-4-5-20250929", day).input_per_mtok == 3.0
+    assert prices.rate_on("anthropic", "claude-opus-4-20250514", day).output_per_mtok == 75.0
+    assert prices.rate_on("openai", "gpt-4.1-2025-04-14", day).cached_input_per_mtok == 0.5
+    # Versioned rows: o3 was cut from $10/$40 to $2/$8 on 2025-06-10.
+    assert prices.rate_on("openai", "o3", dt.date(2025, 6, 9)).input_per_mtok == 10.0
+    assert prices.rate_on("openai", "o3-2025-04-16", dt.date(2025, 6, 10)).input_per_mtok == 2.0
+    # DeepSeek's V3.1 prices began 2025-09-05 16:00 UTC; the first whole day is 09-06.
+    assert prices.rate_on("deepseek", "deepseek-chat", dt.date(2025, 9, 5)).input_per_mtok == 0.27
+    assert prices.rate_on("deepseek", "deepseek-chat", dt.date(2025, 9, 6)).input_per_mtok == 0.56
