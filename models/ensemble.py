@@ -6,7 +6,7 @@ interval width factor is the one whose CV coverage of p10..p90 is closest to 80%
 
 ``learn_month_interval`` does the same for sums of days (the rest of a month): it
 chooses how the daily p10/p90 distances add up (see ``pipelines.cost``) so that the
-k-day sums of the CV folds, from each origin, are covered about 80% of the time.
+k-day sums inside the CV folds are covered about 80% of the time.
 """
 
 from __future__ import annotations
@@ -106,30 +106,51 @@ def month_interval_candidates() -> list[tuple[float, float]]:
 
 
 def window_sums(ensemble_cv: pd.DataFrame, max_days: int | None = None) -> pd.DataFrame:
-    """Per fold origin, unit and k: the sums over the first k forecast days of the fold.
+    """Per fold origin, unit, first day and length k: the sums over k forecast days of a fold.
 
-    Columns ``y``, ``p50`` (sums), ``low1``/``low2`` (sum and sum of squares of the
-    daily ``p50 - p10``) and ``high1``/``high2`` (the same for ``p90 - p50``). A unit's
-    windows stop at its first day without an actual, so every window is complete.
+    Every window of k consecutive forecast days inside a fold's horizon is one sample
+    (column ``start``: the horizon of its first day). Columns ``y``, ``p50`` (sums),
+    ``low1``/``low2`` (sum and sum of squares of the daily ``p50 - p10``) and
+    ``high1``/``high2`` (the same for ``p90 - p50``). A unit's fold stops at its first
+    day without an actual, so every window is complete.
     """
     keys = ["origin", "series_id", "target"]
     frame = ensemble_cv.sort_values([*keys, "h"]).copy()
-    frame["k"] = frame.groupby(keys).cumcount() + 1
-    frame = frame[frame["k"] == frame["h"]]
-    if max_days is not None:
-        frame = frame[frame["k"] <= max_days]
-    low = (frame["p50"] - frame["p10"]).clip(lower=0)
-    high = (frame["p90"] - frame["p50"]).clip(lower=0)
-    parts = pd.DataFrame({
-        "y": frame["y"], "p50": frame["p50"], "low1": low, "low2": low**2,
-        "high1": high, "high2": high**2,
-    })
-    sums = parts.groupby([frame[key] for key in keys]).cumsum()
-    return pd.concat([frame[[*keys, "k"]], sums], axis=1).reset_index(drop=True)
+    frame = frame[frame.groupby(keys).cumcount() + 1 == frame["h"]]
+    low = (frame["p50"] - frame["p10"]).clip(lower=0).to_numpy()
+    high = (frame["p90"] - frame["p50"]).clip(lower=0).to_numpy()
+    parts = np.column_stack([frame["y"], frame["p50"], low, low**2, high, high**2])
+    columns = ["y", "p50", "low1", "low2", "high1", "high2"]
+    groups = list(frame.groupby(keys).indices.items())
+    sums, owners, starts, lengths = [], [], [], []
+    for owner, (_key, positions) in enumerate(groups):
+        values = parts[np.sort(positions)]
+        totals = np.vstack([np.zeros(len(columns)), np.cumsum(values, axis=0)])
+        longest = len(values) if max_days is None else min(len(values), max_days)
+        for length in range(1, longest + 1):
+            first = np.arange(0, len(values) - length + 1)
+            sums.append(totals[first + length] - totals[first])
+            owners.append(np.full(len(first), owner))
+            starts.append(first + 1)
+            lengths.append(np.full(len(first), length))
+    if not sums:
+        return pd.DataFrame(columns=[*keys, "start", "k", *columns])
+    owner = np.concatenate(owners)
+    windows = pd.DataFrame(
+        {key: [groups[index][0][place] for index in owner] for place, key in enumerate(keys)}
+    )
+    windows["start"] = np.concatenate(starts)
+    windows["k"] = np.concatenate(lengths)
+    windows[columns] = np.vstack(sums)
+    return windows
 
 
 def sum_coverage(windows: pd.DataFrame, correlation: float, spread_factor: float) -> float:
-    """Share of window sums inside the interval built by ``pipelines.cost``'s rule."""
+    """Share of window sums inside the interval built by ``pipelines.cost``'s rule.
+
+    Each window length counts equally (the rest of a month is any length from 1 to 31
+    days), however many windows of that length the folds hold.
+    """
     low = spread_factor * np.sqrt(
         (1 - correlation) * windows["low2"] + correlation * windows["low1"] ** 2
     )
@@ -139,7 +160,7 @@ def sum_coverage(windows: pd.DataFrame, correlation: float, spread_factor: float
     inside = (windows["y"] >= (windows["p50"] - low).clip(lower=0)) & (
         windows["y"] <= windows["p50"] + high
     )
-    return float(inside.mean())
+    return float(inside.groupby(windows["k"].to_numpy()).mean().mean())
 
 
 def learn_month_interval(
@@ -147,12 +168,15 @@ def learn_month_interval(
 ) -> dict | None:
     """How daily intervals add up to a month's, learned from the ensemble's daily CV.
 
-    Every k-day window that starts at a fold origin (k up to ``max_days``, the longest
-    rest of a month) is one sample; the chosen (correlation, spread factor) is the
-    narrowest candidate whose coverage of the window sums is closest to
-    ``target_coverage``. None when there is no daily CV row to learn from. With few
-    folds the windows of one fold are strongly dependent, so the coverage reached on
-    CV is an optimistic guide: ``bench/cost`` measures it out of sample.
+    Every window of k consecutive days inside a fold's horizon (k up to ``max_days``,
+    the longest rest of a month) is one sample; the chosen (correlation, spread factor)
+    is the narrowest candidate whose coverage of the window sums is closest to
+    ``target_coverage``. Windows that start later than the fold origin carry the errors
+    of longer horizons than the rest of a month does: they make the interval a little
+    wider, and give more than one window per fold and length. None when there is no
+    daily CV row to learn from. With few folds the windows of one fold are strongly
+    dependent, so the choice varies from one training to the next: ``bench/cost``
+    measures the coverage out of sample.
     """
     if ensemble_cv.empty:
         return None
