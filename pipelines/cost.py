@@ -19,7 +19,9 @@ same rule combines series into teams and the total. A model trained by
 ``rho = 1`` covers too little), learned from its CV k-day sums
 (``models.ensemble.learn_month_interval``); ``USAGECAST_MONTH_ERROR_CORRELATION`` is
 the fallback for models without one. ``bench/cost`` measures how often the actual
-month falls inside the interval.
+month falls inside the interval. Known limit: the rule is learned on sums of at most
+35 CV days and applied as is to next month (up to 62 days ahead) and, through the
+correlation, to the sum of series into teams and the total, which no CV measures.
 """
 
 from __future__ import annotations

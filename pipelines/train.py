@@ -9,9 +9,10 @@ writes files under one run folder and returns only small JSON values:
    for one shard of series;
 3. ``train_global`` runs the global LightGBM models through the same CV, then
    trains them on all the history;
-4. ``register_training`` learns the ensemble weights from the CV errors, scores
-   every model, logs it all to MLflow and registers the new version, promoting it
-   to ``champion`` only if it beats the champion on the same folds.
+4. ``register_training`` learns the ensemble weights, interval widths and month
+   interval from the CV errors, scores every model, logs it all to MLflow and
+   registers the new version, promoting it to ``champion`` only if it beats the
+   champion on the same folds.
 """
 
 from __future__ import annotations
@@ -279,12 +280,12 @@ def register_training(
         ignore_index=True,
     )
     cv, weights, widths = evaluate(history, plan, member_cv)
-    month_interval = learn_month_interval_from(cv)
     if cv.empty:
         raise UsagecastError(
             "no CV fold could be scored: the history is too short "
             f"({plan['data_window'][0]} to {plan['data_window'][1]})"
         )
+    month_interval = learn_month_interval_from(cv)
     scores = score_table(cv)
     cv_wape = headline_wape(cv)
     config = RecipeConfig.from_dict(plan["config"])
