@@ -1,7 +1,9 @@
 """The served model: an MLflow pyfunc that forecasts from the history it is given.
 
 What is stored: the trained global LightGBM boosters (hourly and daily), the
-ensemble weights and interval width factors learned in CV, and the recipe config.
+ensemble weights and interval width factors learned in CV, the month interval
+(how daily intervals add up over a month, also a version tag read by the forecast
+step) and the recipe config.
 Per-unit Prophet and the seasonal naive are refit on the history passed to
 ``predict`` (they are cheap and must see the latest data); the global models use
 that history only through their lag features.

@@ -14,8 +14,14 @@ distance between p50 and p10 (and p90) under an *equicorrelation* assumption:
 ``spread = sqrt((1 - rho) * sum(d_i^2) + rho * (sum d_i)^2)``, where ``rho = 0``
 treats daily errors as independent (too narrow when the level is off for weeks)
 and ``rho = 1`` as moving together (the sum of the quantiles, too wide). The
-same rule combines series into teams and the total. ``bench/cost`` measures how
-often the actual month falls inside the interval for the chosen ``rho``.
+same rule combines series into teams and the total. A model trained by
+``usagecast train`` carries its own ``rho`` (and a spread factor, above 1 when even
+``rho = 1`` covers too little), learned from its CV k-day sums
+(``models.ensemble.learn_month_interval``); ``USAGECAST_MONTH_ERROR_CORRELATION`` is
+the fallback for models without one. ``bench/cost`` measures how often the actual
+month falls inside the interval. Known limit: the rule is learned on sums of at most
+35 CV days and applied as is to next month (up to 62 days ahead) and, through the
+correlation, to the sum of series into teams and the total, which no CV measures.
 """
 
 from __future__ import annotations
@@ -119,6 +125,28 @@ def combine_spread(deviations: pd.Series | list[float], correlation: float) -> f
         np.sum(values)
     ) ** 2
     return math.sqrt(max(variance, 0.0))
+
+
+@dataclass(frozen=True)
+class MonthRule:
+    """How the daily p10/p90 distances of one series add up over a month."""
+
+    correlation: float
+    spread_factor: float = 1.0
+    source: str = "setting"
+
+
+def month_rule(learned: dict | None, fallback_correlation: float) -> MonthRule:
+    """The model's learned month interval when it has one, else the setting's correlation."""
+    if not learned:
+        logger.info(
+            "the model carries no learned month interval: using the setting's correlation %.2f",
+            fallback_correlation,
+        )
+        return MonthRule(fallback_correlation)
+    return MonthRule(
+        float(learned["correlation"]), float(learned.get("spread_factor", 1.0)), "model CV"
+    )
 
 
 def prob_over(budget: float, p10: float, p50: float, p90: float) -> float:
@@ -258,13 +286,16 @@ def monthly_estimates(
     correlation: float,
     budgets: pd.DataFrame | None = None,
     currency: str = "USD",
+    spread_factor: float = 1.0,
 ) -> pd.DataFrame:
     """Cost per month at the levels ``series``, ``team`` and ``total``.
 
     Returns one row per level, name and month: ``actual_cost_to_date``, the
     forecast rest and the estimate at p10/p50/p90, ``unpriced_models`` (names
     whose cost is missing from the figures), and, for teams with a budget,
-    ``budget`` and ``prob_over_budget``.
+    ``budget`` and ``prob_over_budget``. ``spread_factor`` scales each series'
+    summed spread over the days (see :class:`MonthRule`); series are then combined
+    into teams and the total with ``correlation``.
     """
     import numpy as np
     import pandas as pd
@@ -291,8 +322,8 @@ def monthly_estimates(
                     "team": first["team"],
                     "actual": float(actual["cost_p50"].sum()) if not unpriced else np.nan,
                     "rest_p50": float(forecast["cost_p50"].sum()) if not unpriced else np.nan,
-                    "low": combine_spread(forecast["low"], correlation),
-                    "high": combine_spread(forecast["high"], correlation),
+                    "low": spread_factor * combine_spread(forecast["low"], correlation),
+                    "high": spread_factor * combine_spread(forecast["high"], correlation),
                     "unpriced": unpriced,
                 }
             )
@@ -465,6 +496,7 @@ def whatif_estimates(
 
 __all__ = [
     "Month",
+    "MonthRule",
     "actual_intervals",
     "business_months",
     "cache_write_shares",
@@ -472,6 +504,7 @@ __all__ = [
     "forecast_horizon_days",
     "forecast_intervals",
     "load_budgets",
+    "month_rule",
     "monthly_estimates",
     "overlap_share",
     "prob_over",

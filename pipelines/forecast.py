@@ -85,7 +85,7 @@ def plan_forecast(
     The hourly horizon is at most 48 hours, the longest the hourly models are trained for.
     """
     from pipelines.cost import forecast_horizon_days
-    from pipelines.registry import require_champion_version
+    from pipelines.registry import month_interval_of, require_champion_version
 
     as_of = as_of or default_as_of(settings)
     month_days = forecast_horizon_days(as_of, settings.business_tz)
@@ -106,7 +106,8 @@ def plan_forecast(
             + ": ingest data or choose a later --as-of"
         )
     # Only the version is fixed here; each shard loads the model itself.
-    model_version = str(require_champion_version(settings).version)
+    champion = require_champion_version(settings)
+    model_version = str(champion.version)
 
     shard_count = max(1, min(shard_count, len(series)))
     shards: list[list[str]] = [[] for _ in range(shard_count)]
@@ -121,6 +122,7 @@ def plan_forecast(
         "as_of": as_of.isoformat(),
         "series_filter": series_filter,
         "model_version": model_version,
+        "month_interval": month_interval_of(champion),
         "registered_model": settings.registered_model,
         "business_tz": settings.business_tz,
         "horizon_days": horizon_days or month_days,
@@ -265,12 +267,18 @@ def publish_forecast(settings: Settings, plan: dict, shard_outputs: list[str]) -
         ],
         ignore_index=True,
     )
+    rule = cost.month_rule(plan.get("month_interval"), settings.month_error_correlation)
+    logger.info(
+        "month intervals: correlation %.2f, spread factor %.2f (%s)",
+        rule.correlation, rule.spread_factor, rule.source,
+    )
     estimates = cost.monthly_estimates(
         intervals,
         months,
-        correlation=settings.month_error_correlation,
+        correlation=rule.correlation,
         budgets=cost.load_budgets(settings.budgets_file),
         currency=prices.currency,
+        spread_factor=rule.spread_factor,
     )
     whatif = cost.whatif_estimates(intervals, months, settings.whatif_models, prices)
 

@@ -22,6 +22,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 CONFIG_TAG = "recipe_config"
 SAME_RECIPE = "same recipe as the challenger"
+MONTH_INTERVAL_TAG = "month_interval"
+"""Version tag (JSON) with the month interval learned in CV, read by the forecast."""
 
 
 def _client(settings):
@@ -163,7 +165,7 @@ def _signature_and_example(history_path: str):
 
 def log_and_register(
     settings, plan, *, cv, scores, cv_wape, weights, width_factors, global_models,
-    global_output, champion, force_promotion,
+    global_output, champion, force_promotion, month_interval=None,
 ) -> dict:
     """Log the parent and nested runs, register the version and decide the aliases."""
     import mlflow
@@ -244,14 +246,23 @@ def log_and_register(
             mlflow.log_artifact(str(path), "feature_importance")
         for path in _plot_forecasts(cv, scratch_dir):
             mlflow.log_artifact(str(path), "plots")
-        mlflow.log_dict({"weights": weights, "width_factors": width_factors}, "ensemble.json")
+        mlflow.log_dict(
+            {"weights": weights, "width_factors": width_factors,
+             "month_interval": month_interval},
+            "ensemble.json",
+        )
+        if month_interval:
+            mlflow.log_metric("month_interval_correlation", month_interval["correlation"])
+            mlflow.log_metric("month_interval_spread_factor", month_interval["spread_factor"])
+            mlflow.log_metric("month_interval_cv_coverage", month_interval["cv_coverage"])
 
         from models.forecaster import RecipeConfig
 
         config = RecipeConfig.from_dict(plan["config"])
         bundle_dir = write_bundle(
             scratch_dir / "bundle", config, weights, width_factors, global_models,
-            extra={"data_hash": plan["data_hash"], "as_of": plan["as_of"]},
+            extra={"data_hash": plan["data_hash"], "as_of": plan["as_of"],
+                   "month_interval": month_interval},
         )
         signature, example = _signature_and_example(plan["history_path"])
         model_info = mlflow.pyfunc.log_model(
@@ -278,6 +289,7 @@ def log_and_register(
         "data_window": f"{plan['data_window'][0]}..{plan['data_window'][1]}",
         "code_version": plan["code_version"],
         "run_id": parent.info.run_id,
+        MONTH_INTERVAL_TAG: json.dumps(month_interval, sort_keys=True) if month_interval else "",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -296,7 +308,14 @@ def log_and_register(
         "run_id": parent.info.run_id,
         "weights": weights,
         "width_factors": width_factors,
+        "month_interval": month_interval,
     }
+
+
+def month_interval_of(version) -> dict | None:
+    """The month interval a registered version learned in CV; None for older versions."""
+    recorded = (getattr(version, "tags", None) or {}).get(MONTH_INTERVAL_TAG)
+    return json.loads(recorded) if recorded else None
 
 
 def registry_state(settings) -> list[dict]:

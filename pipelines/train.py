@@ -9,9 +9,10 @@ writes files under one run folder and returns only small JSON values:
    for one shard of series;
 3. ``train_global`` runs the global LightGBM models through the same CV, then
    trains them on all the history;
-4. ``register_training`` learns the ensemble weights from the CV errors, scores
-   every model, logs it all to MLflow and registers the new version, promoting it
-   to ``champion`` only if it beats the champion on the same folds.
+4. ``register_training`` learns the ensemble weights, interval widths and month
+   interval from the CV errors, scores every model, logs it all to MLflow and
+   registers the new version, promoting it to ``champion`` only if it beats the
+   champion on the same folds.
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ def register_training(
             "no CV fold could be scored: the history is too short "
             f"({plan['data_window'][0]} to {plan['data_window'][1]})"
         )
+    month_interval = learn_month_interval_from(cv)
     scores = score_table(cv)
     cv_wape = headline_wape(cv)
     config = RecipeConfig.from_dict(plan["config"])
@@ -296,8 +298,44 @@ def register_training(
         settings, plan, cv=cv, scores=scores, cv_wape=cv_wape, weights=weights,
         width_factors=widths, global_models=global_models, global_output=global_output,
         champion=champion_score, force_promotion=force_promotion,
+        month_interval=month_interval,
     )
     return result
+
+
+def learn_month_interval_from(cv) -> dict | None:
+    """The month interval learned from the ensemble's daily CV rows (None without any)."""
+    from models.ensemble import learn_month_interval
+
+    if cv.empty:
+        return None
+    daily = cv[(cv["member"] == "ensemble") & (cv["resolution"] == "day")]
+    return learn_month_interval(daily)
+
+
+def fit_recipe(history, as_of, config, folds: dict) -> dict:
+    """Everything ``usagecast train`` stores, fitted in memory on ``history`` before ``as_of``.
+
+    The same stages as the registered model (CV of every member at ``folds``, the
+    ensemble weights, interval widths and month interval learned from it, the global
+    LightGBM refit on all the history), without MLflow: the benches retrain the
+    champion's recipe per origin with it. Returns a bundle as ``load_bundle`` does,
+    for ``models.pyfunc.forecast_with_bundle``.
+    """
+    from models.forecaster import fit_global
+
+    before = history[history["ds"] < as_of]
+    member_cv = cross_validate_members(
+        before, folds, config, only=("snaive", "prophet", "lightgbm")
+    )
+    cv, weights, widths = evaluate(before, {"as_of": as_of.isoformat(), "folds": folds},
+                                   member_cv)
+    models = {resolution: fit_global(before, resolution, as_of, config) for resolution in folds}
+    return {
+        "config": config, "weights": weights, "width_factors": widths,
+        "models": {resolution: model for resolution, model in models.items() if model},
+        "month_interval": learn_month_interval_from(cv), "cv": cv,
+    }
 
 
 def _rescore_recipe(history, plan: dict, config) -> float:

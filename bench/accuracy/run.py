@@ -2,12 +2,12 @@
 
 Protocol: shared/ANCHORS.md (3 rolling-origin folds, expanding window, refit per
 fold). For every fold the champion is trained exactly as ``usagecast train`` does
-it, on the data before the fold's origin only: inner CV folds, ensemble weights
-learned from them, the global LightGBM fit on all series of the group, then the
-forecast at the origin. The peers from statsforecast and mlforecast run in
-``bench/.venv-peers`` (made here from ``peers_requirements.txt``) through
-``peers.py``; their forecasts come back in a Parquet file and are scored here by
-the same code as ours.
+it, on the data before the fold's origin only (``pipelines.train.fit_recipe``:
+inner CV folds, ensemble weights learned from them, the global LightGBM fit on
+all series of the group), then the forecast at the origin. The peers from
+statsforecast and mlforecast run in ``bench/.venv-peers`` (made here from
+``peers_requirements.txt``) through ``peers.py``; their forecasts come back in a
+Parquet file and are scored here by the same code as ours.
 
 Usage: ``.venv/bin/python bench/accuracy/run.py [--skip-peers] [--out bench/accuracy]``
 """
@@ -35,8 +35,8 @@ from series import folds, horizon, load_series, to_daily  # noqa: E402
 
 from features.history import unit_series  # noqa: E402
 from models.cv import plan_folds  # noqa: E402
-from models.forecaster import RecipeConfig, combine, fit_global, member_forecasts  # noqa: E402
-from pipelines.train import cross_validate_members, evaluate  # noqa: E402
+from models.forecaster import RecipeConfig, combine, member_forecasts  # noqa: E402
+from pipelines.train import fit_recipe  # noqa: E402
 
 MODELS = ("champion", "snaive", "prophet", "lightgbm", "tutorial", "mstl", "autoets", "mlf_lgbm")
 TUTORIAL_PROPHET_WEIGHT = 0.5
@@ -59,13 +59,10 @@ def champion_and_members(history: pd.DataFrame, origin: pd.Timestamp, evaluation
     before = history[history["ds"] < origin]
     config = RecipeConfig(countries=("US",))
     inner = {resolution: plan_folds(before, origin, 3)[resolution]}
-    member_cv = cross_validate_members(before, inner, config, only=("snaive", "prophet",
-                                                                      "lightgbm"))
-    _cv, weights, widths = evaluate(before, {"as_of": origin.isoformat(), "folds": inner},
-                                    member_cv)
-    model = fit_global(before, resolution, origin, config)
+    bundle = fit_recipe(before, origin, config, inner)
+    weights, widths = bundle["weights"], bundle["width_factors"]
     units = unit_series(before, resolution, origin)
-    members = member_forecasts(units, resolution, steps, config, model)
+    members = member_forecasts(units, resolution, steps, config, bundle["models"].get(resolution))
     mixed = combine(members, resolution, weights.get(resolution, {}), widths.get(resolution, 1.0))
     result: dict[str, dict[str, pd.DataFrame]] = {"champion": {}, "lightgbm": {}}
     for series, rows in mixed.groupby("series_id"):

@@ -1,20 +1,25 @@
 """Month-total cost estimates as of day 10 and day 20 of every full month, on real series.
 
-Usage: .venv/bin/python bench/cost/run.py [--correlations 0,0.25,0.5,0.75,1]
+Usage: .venv/bin/python bench/cost/run.py [--cache /tmp/cost/cache] [--limit-months N]
 
-Series (read in place from ../shared/data/real):
+Series (read in place from ../shared/data/real, or USAGECAST_REAL_DATA_DIR):
 - the replay log's seven series: their calls per UTC day are the NAB tweet counts
   (the replay tool places one call per counted tweet); tokens per call are the
   mean of the real Azure traces, priced at each series' model; March 2015;
 - the Wikipedia article views (exp of the file's value) taken as one series' daily
   requests on openai/gpt-4.1, every month with no missing day and 8 weeks before it.
 
-The estimate is usagecast's own path (``pipelines.cost``: actual to date plus the
-forecast rest, p10/p90 by the equicorrelation rule). The daily forecaster here is a
-transparent stand-in, not the registered champion (training one per as-of date
-for ~180 dates is a bench of its own): p50 = mean of the same weekday over the last
-4 weeks; p10/p90 from the spread of its own errors over the 8 weeks before.
+For every as-of date the champion's recipe is retrained on the days before it, as
+``usagecast train`` builds it (``pipelines.train.fit_recipe``: CV folds, ensemble
+weights, interval widths and the month interval learned on them, the global
+LightGBM refit), and forecasts the rest of the month through the served model's
+own predict path (``models.pyfunc.forecast_with_bundle``). The seven replay series
+are trained together, as one lake would be; only their daily resolution is fitted
+(the hourly models do not feed the daily forecast). The estimate is usagecast's
+cost path (``pipelines.cost``: actual to date plus the forecast rest, p10/p90 by the
+model's learned month rule, or by the setting's correlation for comparison).
 Baselines measured in the same run: run-rate, and month-to-date + seasonal naive.
+Each as-of date's forecast is cached, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from __future__ import annotations
 import argparse
 import calendar
 import logging
+import os
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +39,15 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from models.cv import plan_folds  # noqa: E402
+from models.forecaster import RecipeConfig  # noqa: E402
+from models.pyfunc import forecast_with_bundle  # noqa: E402
 from pipelines import cost  # noqa: E402
 from pipelines.prices import load_prices  # noqa: E402
+from pipelines.settings import load_settings  # noqa: E402
+from pipelines.train import fit_recipe, learn_month_interval_from  # noqa: E402
 
-REAL = REPO.parent / "shared" / "data" / "real"
+REAL = Path(os.environ.get("USAGECAST_REAL_DATA_DIR", REPO.parent / "shared" / "data" / "real"))
 ROUTES = {
     "AAPL": ("anthropic", "claude-sonnet-4.5"),
     "AMZN": ("openai", "gpt-4.1"),
@@ -44,6 +57,8 @@ ROUTES = {
     "KO": ("deepseek", "deepseek-v3.2"),
     "PFE": ("deepseek", "deepseek-v3.2"),
 }
+WIKI_ROUTE = ("openai", "gpt-4.1")
+AS_OF_DAYS = (10, 20)
 
 
 def mean_tokens() -> tuple[float, float]:
@@ -53,6 +68,7 @@ def mean_tokens() -> tuple[float, float]:
 
 
 def tweet_series() -> dict[str, pd.Series]:
+    """Calls per complete UTC day (all 288 five-minute counts present)."""
     out = {}
     for name in ROUTES:
         counts = pd.read_csv(
@@ -70,200 +86,232 @@ def wikipedia_series() -> pd.Series:
     return np.exp(views).asfreq("D")
 
 
-def weekday_mean_forecast(history: pd.Series, start: pd.Timestamp, days: int) -> np.ndarray:
-    last = history[history.index < start].tail(28)
-    by_weekday = last.groupby(last.index.day_of_week).mean()
-    overall = float(last.mean())
-    dates = pd.date_range(start, periods=days, freq="D")
-    return np.array([float(by_weekday.get(d.day_of_week, overall)) for d in dates])
-
-
-def forecast_with_interval(history: pd.Series, as_of: pd.Timestamp, days: int) -> pd.DataFrame:
-    """Weekday-mean p50, and p10/p90 from its log errors at origins in the 8 weeks before."""
-    log_errors = []
-    for weeks_back in range(1, 9):
-        origin = as_of - pd.Timedelta(weeks=weeks_back)
-        actual = history[
-            (history.index >= origin)
-            & (history.index < origin + pd.Timedelta(days=min(days, 7 * weeks_back)))
+def full_months(series: pd.Series) -> list[pd.Timestamp]:
+    """Months with no missing day, in the month and in the 8 weeks before it."""
+    months = []
+    for month_start in pd.date_range(series.index.min(), series.index.max(), freq="MS"):
+        month_end = month_start + pd.offsets.MonthBegin(1)
+        window = series[
+            (series.index >= month_start - pd.Timedelta(weeks=8)) & (series.index < month_end)
         ]
-        if actual.empty:
-            continue
-        predicted = weekday_mean_forecast(history, origin, len(actual))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.log((actual.to_numpy() + 1.0) / (predicted + 1.0))
-        log_errors.extend(ratio[np.isfinite(ratio)])
-    low, high = np.quantile(log_errors, [0.1, 0.9]) if log_errors else (0.0, 0.0)
-    p50 = weekday_mean_forecast(history, as_of, days)
-    return pd.DataFrame(
-        {
-            "ds": pd.date_range(as_of, periods=days, freq="D"),
-            "p10": p50 * np.exp(min(low, 0.0)),
-            "p50": p50,
-            "p90": p50 * np.exp(max(high, 0.0)),
-        }
-    )
+        expected = (month_end - (month_start - pd.Timedelta(weeks=8))).days
+        if window.notna().sum() == expected and month_end <= series.index.max():
+            months.append(month_start)
+    return months
 
 
-def estimate_month(history, series_id, route, tokens, prices, month_start, day, correlations):
-    """Our estimate (p10/p50/p90 per correlation) and the two baselines, for one as-of day."""
+def history_frame(named: dict[str, pd.Series]) -> pd.DataFrame:
+    """The model's long input: one ``requests`` unit per series, daily rows."""
+    frames = [
+        pd.DataFrame(
+            {"series_id": name, "resolution": "day", "ds": values.index, "target": "requests",
+             "y": values.to_numpy(dtype=float)}
+        ).dropna()
+        for name, values in named.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def champion_forecast(
+    history: pd.DataFrame, as_of: pd.Timestamp, days: int, settings, cache_dir: Path, label: str
+) -> tuple[pd.DataFrame, dict | None]:
+    """Daily p10/p50/p90 of requests from ``as_of`` by the recipe retrained before it.
+
+    Cached per as-of date: the forecast rows and the ensemble's daily CV rows, from
+    which the month interval is learned again on every run (by the training code).
+    """
+    rows_path = cache_dir / f"{label}_{as_of:%Y%m%d}.parquet"
+    cv_path = cache_dir / f"{label}_{as_of:%Y%m%d}_cv.parquet"
+    if not (rows_path.exists() and cv_path.exists()):
+        before = history[history["ds"] < as_of]
+        config = RecipeConfig(countries=tuple(settings.holiday_countries))
+        folds = {"day": plan_folds(before, as_of, settings.cv_folds)["day"]}
+        bundle = fit_recipe(before, as_of, config, folds)
+        predicted = forecast_with_bundle(bundle, before, as_of, 0, days, "bench")
+        predicted[["series_id", "target", "ds", "p10", "p50", "p90"]].to_parquet(
+            rows_path, index=False
+        )
+        cv = bundle["cv"]
+        daily_cv = cv[(cv["member"] == "ensemble")] if len(cv) else pd.DataFrame(
+            columns=["member", "resolution", "origin", "series_id", "target", "h", "ds", "y",
+                     "p10", "p50", "p90"]
+        )
+        daily_cv.to_parquet(cv_path, index=False)
+    predicted = pd.read_parquet(rows_path)
+    cv = pd.read_parquet(cv_path)
+    return predicted, learn_month_interval_from(cv)
+
+
+def cost_inputs(history: pd.Series, name: str, route, tokens, as_of, month_start, requests):
+    """Actual daily usage of the month to date, and the forecast rows of every target."""
     provider, model = route
-    as_of = month_start + pd.Timedelta(days=day - 1)
-    month_days = calendar.monthrange(month_start.year, month_start.month)[1]
-    month_end = month_start + pd.Timedelta(days=month_days)
     actual_days = history[(history.index >= month_start) & (history.index < as_of)]
-    per_call = {"input_tokens": tokens[0], "output_tokens": tokens[1]}
-
     daily = pd.DataFrame(
         {
-            "series_id": series_id,
-            "provider": provider,
-            "model": model,
-            "team": series_id,
-            "day": actual_days.index.date,
-            "resolution": "day",
+            "series_id": name, "provider": provider, "model": model, "team": name,
+            "day": actual_days.index.date, "resolution": "day",
             "requests": actual_days.to_numpy(),
-            "input_tokens": actual_days.to_numpy() * per_call["input_tokens"],
-            "output_tokens": actual_days.to_numpy() * per_call["output_tokens"],
-            "cached_input_tokens": 0.0,
-            "cache_write_tokens": 0.0,
+            "input_tokens": actual_days.to_numpy() * tokens[0],
+            "output_tokens": actual_days.to_numpy() * tokens[1],
+            "cached_input_tokens": 0.0, "cache_write_tokens": 0.0,
         }
     )
-    predicted = forecast_with_interval(history, as_of, (month_end - as_of).days)
     long = []
-    for target, factor in (
-        ("requests", 1.0),
-        ("input_tokens", per_call["input_tokens"]),
-        ("output_tokens", per_call["output_tokens"]),
-        ("cached_input_tokens", 0.0),
-    ):
-        long.append(
-            predicted.assign(
-                series_id=series_id,
-                resolution="day",
-                target=target,
-                p10=predicted["p10"] * factor,
-                p50=predicted["p50"] * factor,
-                p90=predicted["p90"] * factor,
-            )
-        )
-    series = pd.DataFrame(
-        [{"series_id": series_id, "provider": provider, "model": model, "team": series_id}]
-    )
+    for target, factor in (("requests", 1.0), ("input_tokens", tokens[0]),
+                           ("output_tokens", tokens[1]), ("cached_input_tokens", 0.0)):
+        long.append(requests.assign(
+            resolution="day", target=target, p10=requests["p10"] * factor,
+            p50=requests["p50"] * factor, p90=requests["p90"] * factor,
+        ))
+    return daily, pd.concat(long, ignore_index=True)
+
+
+def estimate_month(daily, forecast_long, name, route, prices, as_of, rules):
+    """Total month estimate (p10, p50, p90) per named month rule, through pipelines.cost."""
+    provider, model = route
+    no_hours = daily.iloc[0:0].assign(hour=pd.Series(dtype="datetime64[us, UTC]"))
+    series = pd.DataFrame([{"series_id": name, "provider": provider, "model": model,
+                            "team": name}])
     intervals = pd.concat(
-        [
-            cost.actual_intervals(
-                daily.iloc[0:0].assign(hour=pd.Series(dtype="datetime64[us, UTC]")), daily, prices
-            ),
-            cost.forecast_intervals(pd.concat(long), series, {}, prices),
-        ],
+        [cost.actual_intervals(no_hours, daily, prices),
+         cost.forecast_intervals(forecast_long, series, {}, prices)],
         ignore_index=True,
     )
     months = cost.business_months(as_of.date(), "UTC", count=1)
     results = {}
-    for rho in correlations:
-        row = cost.monthly_estimates(intervals, months, rho)
-        total = row[row["level"] == "total"].iloc[0]
-        results[rho] = (total["estimate_p10"], total["estimate_p50"], total["estimate_p90"])
+    for label, rule in rules.items():
+        rows = cost.monthly_estimates(intervals, months, rule.correlation,
+                                      spread_factor=rule.spread_factor)
+        total = rows[rows["level"] == "total"].iloc[0]
+        results[label] = (total["estimate_p10"], total["estimate_p50"], total["estimate_p90"])
+    return results
 
-    unit_cost = cost.actual_intervals(
-        daily.iloc[0:0].assign(hour=pd.Series(dtype="datetime64[us, UTC]")),
-        daily.head(1).assign(
-            requests=1.0,
-            input_tokens=per_call["input_tokens"],
-            output_tokens=per_call["output_tokens"],
-        ),
-        prices,
-    )["cost_p50"].iloc[0]
-    to_date = float(actual_days.sum())
-    run_rate = to_date / (day - 1) * month_days
-    last_week = history[history.index < as_of].tail(7).to_numpy()
-    rest_days = month_days - (day - 1)
-    snaive = to_date + float(np.resize(last_week, rest_days).sum())
-    return results, run_rate * unit_cost, snaive * unit_cost, unit_cost
+
+def unit_cost(name, route, tokens, prices) -> float:
+    """USD of one call at the mean token sizes, by usagecast's pricing."""
+    provider, model = route
+    one = pd.DataFrame([{
+        "series_id": name, "provider": provider, "model": model, "team": name,
+        "day": pd.Timestamp("2015-01-01").date(), "resolution": "day", "requests": 1.0,
+        "input_tokens": tokens[0], "output_tokens": tokens[1], "cached_input_tokens": 0.0,
+        "cache_write_tokens": 0.0,
+    }])
+    no_hours = one.iloc[0:0].assign(hour=pd.Series(dtype="datetime64[us, UTC]"))
+    return float(cost.actual_intervals(no_hours, one, prices)["cost_p50"].iloc[0])
+
+
+def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataFrame:
+    rows = []
+    setting_rule = cost.MonthRule(settings.month_error_correlation)
+    for dataset, named, route_of, month_starts in cases:
+        history = history_frame(named)
+        for month_start in month_starts:
+            month_days = calendar.monthrange(month_start.year, month_start.month)[1]
+            month_end = month_start + pd.Timedelta(days=month_days)
+            for day in AS_OF_DAYS:
+                as_of = month_start + pd.Timedelta(days=day - 1)
+                started = time.perf_counter()
+                predicted, learned = champion_forecast(
+                    history, as_of, (month_end - as_of).days, settings, cache_dir, dataset
+                )
+                rules = {
+                    "learned": cost.month_rule(learned, settings.month_error_correlation),
+                    "setting": setting_rule,
+                }
+                for name, values in named.items():
+                    route = route_of(name)
+                    requests = predicted[predicted["series_id"] == name]
+                    daily, long = cost_inputs(values, name, route, tokens, as_of, month_start,
+                                              requests)
+                    estimates = estimate_month(daily, long, name, route, prices, as_of, rules)
+                    per_call = unit_cost(name, route, tokens, prices)
+                    actual = values[(values.index >= month_start) & (values.index < month_end)]
+                    truth = float(actual.sum()) * per_call
+                    to_date = float(actual[actual.index < as_of].sum())
+                    last_week = values[values.index < as_of].tail(7).to_numpy()
+                    snaive = to_date + float(np.resize(last_week, month_days - day + 1).sum())
+                    row = {
+                        "dataset": dataset, "series": name, "month": f"{month_start:%Y-%m}",
+                        "day": day, "actual": truth,
+                        "err_runrate": abs(to_date / (day - 1) * month_days * per_call - truth)
+                        / truth,
+                        "err_snaive": abs(snaive * per_call - truth) / truth,
+                        "rho": rules["learned"].correlation,
+                        "factor": rules["learned"].spread_factor,
+                        "rule_source": rules["learned"].source,
+                    }
+                    for label, (p10, p50, p90) in estimates.items():
+                        row[f"err_{label}"] = abs(p50 - truth) / truth
+                        row[f"in_{label}"] = bool(p10 <= truth <= p90)
+                        row[f"width_{label}"] = (p90 - p10) / truth
+                    rows.append(row)
+                log(f"{dataset} as of {as_of.date()}: {time.perf_counter() - started:.1f}s")
+    return pd.DataFrame(rows)
+
+
+def report(frame: pd.DataFrame, setting_rho: float) -> str:
+    lines = [
+        "| data | as of | champion (mean abs %) | median | run-rate | MTD + snaive | "
+        "coverage learned rule | width | coverage setting rho | width |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, day), group in frame.groupby(["dataset", "day"]):
+        lines.append(
+            f"| {dataset} ({len(group)}) | day {day} | {100 * group['err_learned'].mean():.2f} | "
+            f"{100 * group['err_learned'].median():.2f} | "
+            f"{100 * group['err_runrate'].mean():.2f} | {100 * group['err_snaive'].mean():.2f} | "
+            f"{100 * group['in_learned'].mean():.0f}% | "
+            f"{100 * group['width_learned'].mean():.1f}% | "
+            f"{100 * group['in_setting'].mean():.0f}% | "
+            f"{100 * group['width_setting'].mean():.1f}% |"
+        )
+    lines.append("")
+    for (dataset, day), group in frame.groupby(["dataset", "day"]):
+        ours = group["err_learned"].mean()
+        lines.append(
+            f"{dataset} day {day}: ratio champion/run-rate "
+            f"{ours / group['err_runrate'].mean():.2f}, champion/snaive "
+            f"{ours / group['err_snaive'].mean():.2f}; learned rho "
+            f"{group['rho'].min():.2f}-{group['rho'].max():.2f} (median "
+            f"{group['rho'].median():.2f}), spread factor {group['factor'].min():.2f}-"
+            f"{group['factor'].max():.2f}; setting fallback in "
+            f"{(group['rule_source'] == 'setting').sum()} cases; setting rho {setting_rho:.2f}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--correlations", default="0,0.25,0.5,0.75,1")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/cost/cache"))
+    parser.add_argument("--limit-months", type=int, help="only the last N Wikipedia months")
+    parser.add_argument("--out", type=Path, help="write every case's row to this CSV")
     args = parser.parse_args()
-    correlations = [float(value) for value in args.correlations.split(",")]
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("prophet").setLevel(logging.WARNING)
+    logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    settings = load_settings()
     prices = load_prices(REPO / "config" / "prices.csv")
     tokens = mean_tokens()
+    started = time.perf_counter()
 
-    cases = []
-    for name, history in tweet_series().items():
-        cases.append(("replay", name, ROUTES[name], history, [pd.Timestamp("2015-03-01")]))
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f}s] {message}", flush=True)
+
     wiki = wikipedia_series()
-    months = []
-    for month_start in pd.date_range(wiki.index.min(), wiki.index.max(), freq="MS"):
-        month_end = month_start + pd.offsets.MonthBegin(1)
-        window = wiki[
-            (wiki.index >= month_start - pd.Timedelta(weeks=8)) & (wiki.index < month_end)
-        ]
-        expected = (month_end - (month_start - pd.Timedelta(weeks=8))).days
-        if window.notna().sum() == expected and month_end <= wiki.index.max():
-            months.append(month_start)
-    cases.append(("wikipedia", "wp_R", ("openai", "gpt-4.1"), wiki.dropna(), months))
-
-    rows = []
-    for dataset, name, route, history, month_starts in cases:
-        for month_start in month_starts:
-            month_days = calendar.monthrange(month_start.year, month_start.month)[1]
-            actual = history[
-                (history.index >= month_start)
-                & (history.index < month_start + pd.Timedelta(days=month_days))
-            ]
-            for day in (10, 20):
-                estimates, run_rate, snaive, unit_cost = estimate_month(
-                    history, name, route, tokens, prices, month_start, day, correlations
-                )
-                truth = float(actual.sum()) * unit_cost
-                row = {
-                    "dataset": dataset,
-                    "series": name,
-                    "month": f"{month_start:%Y-%m}",
-                    "day": day,
-                    "actual": truth,
-                    "err_runrate": abs(run_rate - truth) / truth,
-                    "err_snaive": abs(snaive - truth) / truth,
-                }
-                for rho, (p10, p50, p90) in estimates.items():
-                    row[f"err_{rho}"] = abs(p50 - truth) / truth
-                    row[f"in_{rho}"] = p10 <= truth <= p90
-                    row[f"width_{rho}"] = (p90 - p10) / truth
-                rows.append(row)
-    frame = pd.DataFrame(rows)
-
-    print(
-        f"cases: {len(frame)} month estimates "
-        f"({(frame['dataset'] == 'replay').sum()} replay, "
-        f"{(frame['dataset'] == 'wikipedia').sum()} Wikipedia, "
-        f"{frame.loc[frame['dataset'] == 'wikipedia', 'month'].nunique()} Wikipedia months)"
-    )
-    rho_mid = correlations[len(correlations) // 2]
-    for (dataset, day), group in frame.groupby(["dataset", "day"]):
-        ours = group[f"err_{rho_mid}"].mean()
-        print(f"\n{dataset}, as of day {day}: mean abs % error of the month's cost")
-        print(
-            f"  usagecast estimate (p50)  {100 * ours:6.2f}%  "
-            f"(median {100 * group[f'err_{rho_mid}'].median():.2f}%)"
-        )
-        print(
-            f"  run-rate baseline         {100 * group['err_runrate'].mean():6.2f}%  "
-            f"ratio ours/run-rate {ours / group['err_runrate'].mean():.2f}"
-        )
-        print(
-            f"  MTD + seasonal naive      {100 * group['err_snaive'].mean():6.2f}%  "
-            f"ratio ours/snaive {ours / group['err_snaive'].mean():.2f}"
-        )
-        print("  p10-p90 coverage (target ~80%) and mean width by correlation rho:")
-        for rho in correlations:
-            print(
-                f"    rho {rho:4.2f}: coverage {100 * group[f'in_{rho}'].mean():5.1f}%, "
-                f"width {100 * group[f'width_{rho}'].mean():5.1f}% of actual"
-            )
+    wiki_months = full_months(wiki)
+    if args.limit_months:
+        wiki_months = wiki_months[-args.limit_months:]
+    cases = [
+        ("replay", tweet_series(), ROUTES.get, [pd.Timestamp("2015-03-01")]),
+        ("wikipedia", {"wp_R": wiki.dropna()}, lambda _name: WIKI_ROUTE, wiki_months),
+    ]
+    frame = run_cases(cases, settings, prices, tokens, args.cache, log)
+    if args.out:
+        frame.to_csv(args.out, index=False)
+    print(report(frame, settings.month_error_correlation))
+    log("done")
 
 
 if __name__ == "__main__":

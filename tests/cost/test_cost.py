@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from pipelines.cost import (
+    MonthRule,
     actual_intervals,
     business_months,
     combine_spread,
     forecast_horizon_days,
     forecast_intervals,
+    month_rule,
     monthly_estimates,
     prob_over,
     whatif_estimates,
@@ -196,3 +198,32 @@ def test_what_if_prices_the_same_usage_on_an_alternative_model():
     assert whatif.loc["openai/gpt-4.1-mini", "alternative_cost"] == pytest.approx(2.0)
     assert whatif.loc["openai/gpt-4.1-mini", "difference"] == pytest.approx(-8.0)
     assert pd.isna(whatif.loc["acme/unknown", "alternative_cost"])
+
+
+def test_a_learned_month_rule_replaces_the_setting_and_scales_each_series_spread():
+    series = pd.DataFrame(
+        [{"series_id": "s", "provider": "openai", "model": "gpt-4.1", "team": "crm"}]
+    )
+    forecast = pd.DataFrame(
+        forecast_rows("s", ["2025-06-29", "2025-06-30"], 500_000, 1_000_000, 2_000_000)
+    )
+    intervals = forecast_intervals(forecast, series, {}, PRICES)
+    rule = month_rule({"correlation": 1.0, "spread_factor": 1.5, "cv_coverage": 0.8}, 0.75)
+    assert rule == MonthRule(1.0, 1.5, "model CV")
+
+    estimates = monthly_estimates(
+        intervals,
+        business_months(dt.date(2025, 6, 29), "UTC")[:1],
+        correlation=rule.correlation,
+        spread_factor=rule.spread_factor,
+    )
+    june = estimates.set_index("level")
+    # Each day: $2 at p50, $1 below it and $2 above it; fully correlated: 2 and 4, x 1.5.
+    assert june.loc["series", "forecast_rest_p10"] == pytest.approx(4.0 - 3.0)
+    assert june.loc["series", "forecast_rest_p90"] == pytest.approx(4.0 + 6.0)
+    assert june.loc["total", "estimate_p90"] == pytest.approx(10.0)
+
+
+def test_a_model_without_a_learned_month_rule_falls_back_to_the_setting():
+    assert month_rule(None, 0.75) == MonthRule(0.75, 1.0, "setting")
+    assert month_rule({}, 0.3) == MonthRule(0.3, 1.0, "setting")

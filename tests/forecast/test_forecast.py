@@ -8,6 +8,7 @@ every hour of June ``d`` (1,000 input and 100 output tokens each); series
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import mlflow
 import pandas as pd
@@ -222,8 +223,10 @@ def test_forecast_writes_hand_computed_rows_and_the_june_cost(forecast_settings)
     assert june.loc[PRICED, "actual_cost_to_date"] == pytest.approx(7.056)
     # Rest: 16 days x (264,000 x $2 + 26,400 x $8) / 1M = 16 x 0.7392.
     assert june.loc[PRICED, "forecast_rest_p50"] == pytest.approx(11.8272)
-    assert june.loc[PRICED, "estimate_p10"] < june.loc[PRICED, "estimate_p50"]
-    assert june.loc[PRICED, "estimate_p50"] < june.loc[PRICED, "estimate_p90"]
+    # This champion learned no month interval: the setting's correlation 0.75 adds the
+    # 16 daily distances ($0.3696 below, $0.7392 above) to sqrt(0.25*16 + 0.75*256) = 14.
+    assert june.loc[PRICED, "forecast_rest_p10"] == pytest.approx(11.8272 - 14 * 0.3696)
+    assert june.loc[PRICED, "forecast_rest_p90"] == pytest.approx(11.8272 + 14 * 0.7392)
     assert pd.isna(june.loc[UNPRICED, "estimate_p50"])
     assert june.loc["all", "estimate_p50"] == pytest.approx(18.8832)
     assert june.loc["all", "unpriced_models"] == "acme/secret"
@@ -233,6 +236,23 @@ def test_forecast_writes_hand_computed_rows_and_the_june_cost(forecast_settings)
     usage = table(forecast_settings, "usage_daily", "series_id, day")
     assert len(usage) == 2 * LAST_DAY
     assert usage[usage["series_id"] == UNPRICED]["cost"].isna().all()
+
+
+def test_the_month_interval_the_champion_learned_in_cv_sets_the_cost_interval(
+    forecast_settings,
+):
+    client = mlflow.MlflowClient()
+    learned = {"correlation": 1.0, "spread_factor": 1.5, "cv_coverage": 0.8}
+    client.set_model_version_tag(
+        forecast_settings.registered_model, "1", "month_interval", json.dumps(learned)
+    )
+    run_forecast(forecast_settings, as_of=dt.date(2025, 6, 15))
+
+    cost = table(forecast_settings, "cost_estimate_monthly", "level, name, month")
+    june = cost[(cost["month_index"] == 0)].set_index("name")
+    # Fully correlated days times 1.5: 1.5 x 16 x $0.3696 below, 1.5 x 16 x $0.7392 above.
+    assert june.loc[PRICED, "forecast_rest_p10"] == pytest.approx(11.8272 - 8.8704)
+    assert june.loc[PRICED, "forecast_rest_p90"] == pytest.approx(11.8272 + 17.7408)
 
 
 def test_horizons_lengthen_the_daily_forecast_and_shorten_the_hourly_one(forecast_settings):

@@ -97,6 +97,30 @@ def test_served_champion_honours_the_predict_contract(trained):
     )
 
 
+def test_the_month_interval_learned_in_cv_travels_with_the_registered_model(trained):
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings, _as_of, plan, *_rest, first, _second = trained
+    learned = first["month_interval"]
+    # Learned again from the CV rows logged with the version, by the same code.
+    cv_file = mlflow.artifacts.download_artifacts(
+        run_id=first["run_id"], artifact_path="cv/cv_forecasts.parquet",
+        tracking_uri=settings.resolved_tracking_uri,
+    )
+    assert train.learn_month_interval_from(pd.read_parquet(cv_file)) == learned
+    assert learned["folds"] == len(plan["folds"]["day"]["origins"]) == 2
+    assert 0.0 <= learned["correlation"] <= 1.0 and learned["spread_factor"] >= 1.0
+
+    client = MlflowClient(settings.resolved_tracking_uri, settings.resolved_tracking_uri)
+    tags = client.get_model_version(settings.registered_model, "1").tags
+    assert json.loads(tags["month_interval"]) == learned
+    model, _version = load_champion(settings)
+    assert model.unwrap_python_model().bundle["month_interval"] == learned
+
+
 def test_forced_promotion_moves_champion_and_registry_shows_it(trained):
     settings, _as_of, plan, shards, global_output, *_ = trained
     forced = train.register_training(settings, plan, shards, global_output, force_promotion=True)
