@@ -5,7 +5,7 @@ writes files under one run folder and returns only small JSON values:
 
 1. ``plan_training`` reads the lake once, stores the history and decides the
    folds, the shards and the recipe;
-2. ``train_shard`` runs the per-unit models (seasonal naive, Prophet) through CV
+2. ``train_shard`` runs the per-unit models (seasonal naive and median, Prophet) through CV
    for one shard of series;
 3. ``train_global`` runs the global LightGBM models through the same CV, then
    trains them on all the history;
@@ -162,13 +162,15 @@ def cross_validate_members(history, folds: dict, config, only: tuple[str, ...]):
 
 
 def train_shard(settings, plan: dict, shard_index: int) -> str:  # noqa: ARG001
-    """CV of the per-unit models (seasonal naive, Prophet) for one shard; returns its file."""
+    """CV of the per-unit models (seasonal naive and median, Prophet) for one shard."""
     from models.forecaster import RecipeConfig
 
     series = plan["shards"][shard_index]
     history = _load_history(plan, series)
     config = RecipeConfig.from_dict(plan["config"])
-    cv = cross_validate_members(history, plan["folds"], config, only=("snaive", "prophet"))
+    cv = cross_validate_members(
+        history, plan["folds"], config, only=("snaive", "smedian", "prophet")
+    )
     path = Path(plan["run_dir"]) / f"cv_shard_{shard_index}.parquet"
     _write_atomic_parquet(cv, path)
     logger.info("shard %d: %d series, %d CV rows -> %s", shard_index, len(series), len(cv), path)
@@ -305,7 +307,7 @@ def _rescore_recipe(history, plan: dict, config) -> float:
     from models.cv import headline_wape
 
     member_cv = cross_validate_members(
-        history, plan["folds"], config, only=("snaive", "prophet", "lightgbm")
+        history, plan["folds"], config, only=("snaive", "smedian", "prophet", "lightgbm")
     )
     cv, _weights, _widths = evaluate(history, plan, member_cv)
     return headline_wape(cv)

@@ -59,8 +59,8 @@ def champion_and_members(history: pd.DataFrame, origin: pd.Timestamp, evaluation
     before = history[history["ds"] < origin]
     config = RecipeConfig(countries=("US",))
     inner = {resolution: plan_folds(before, origin, 3)[resolution]}
-    member_cv = cross_validate_members(before, inner, config, only=("snaive", "prophet",
-                                                                      "lightgbm"))
+    member_cv = cross_validate_members(before, inner, config, only=("snaive", "smedian",
+                                                                      "prophet", "lightgbm"))
     _cv, weights, widths = evaluate(before, {"as_of": origin.isoformat(), "folds": inner},
                                     member_cv)
     model = fit_global(before, resolution, origin, config)

@@ -70,3 +70,74 @@ def test_constant_daily_unit_is_forecast_as_itself_without_prophet(level):
     assert (forecast[["p10", "p50", "p90"]] == level).all().all()
     assert forecast["ds"].iloc[0] == pd.Timestamp("2026-01-31")
     assert len(forecast) == 10 and DAILY.season == 7
+
+
+def _unit_rows(series: str, origin: str, lightgbm: float, snaive: float, y: float):
+    """Two hourly CV rows (h 1 and 2, bucket 0) per member for one unit and origin."""
+    return pd.concat([
+        _cv_rows("lightgbm", [1, 2], [lightgbm] * 2, [y] * 2),
+        _cv_rows("snaive", [1, 2], [snaive] * 2, [y] * 2),
+    ]).assign(series_id=series, origin=pd.Timestamp(origin))
+
+
+def test_each_unit_gets_the_weights_that_won_on_its_held_out_folds():
+    # a: lightgbm exact, snaive 20% high; b: snaive exact, lightgbm 50% low;
+    # c (one origin only): lightgbm exact, snaive 100% high.
+    # Pooled mean WAPE: (0.2 ws + 0.5 wl + 1.0 ws) / 3 -> all lightgbm.
+    # b's own weights (all snaive), learned on one origin, are exact on the other,
+    # where the pooled weights err: b keeps its own. c has no held-out fold: pooled.
+    cv = pd.concat([
+        _unit_rows("a", day, 100.0, 120.0, 100.0) for day in ("2026-01-05", "2026-01-12")
+    ] + [
+        _unit_rows("b", day, 50.0, 100.0, 100.0) for day in ("2026-01-05", "2026-01-12")
+    ] + [_unit_rows("c", "2026-01-12", 100.0, 200.0, 100.0)])
+    weights = learn_weights(cv, "hour")
+    assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"]["a|requests"]["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"]["b|requests"]["0"] == {"lightgbm": 0.0, "snaive": 1.0}
+    assert "c|requests" not in weights["units"]
+
+
+def test_a_unit_whose_best_member_flips_between_folds_keeps_the_pooled_weights():
+    # d: lightgbm exact at the first origin, snaive at the second (each 60% off at the
+    # other). Its own weights learned on one origin miss on the held-out one exactly as
+    # the pooled weights do, so the tie goes to the pooled weights (all lightgbm, set by
+    # a, whose snaive is 20% high at both origins).
+    cv = pd.concat([
+        _unit_rows("a", day, 100.0, 120.0, 100.0) for day in ("2026-01-05", "2026-01-12")
+    ] + [
+        _unit_rows("d", "2026-01-05", 100.0, 160.0, 100.0),
+        _unit_rows("d", "2026-01-12", 160.0, 100.0, 100.0),
+    ])
+    weights = learn_weights(cv, "hour")
+    assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"]["d|requests"]["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+
+
+def test_combine_uses_a_units_own_weights_and_the_pooled_ones_for_an_unseen_unit():
+    members = pd.concat([
+        _cv_rows("lightgbm", [1], [10.0], [0]), _cv_rows("snaive", [1], [20.0], [0]),
+    ])
+    members = pd.concat([members, members.assign(series_id="new")])
+    members = members.drop(columns=["y", "origin"]).assign(ds=pd.Timestamp("2026-01-05"))
+    weights = {"0": {"lightgbm": 0.25, "snaive": 0.75},
+               "units": {"s|requests": {"0": {"lightgbm": 1.0, "snaive": 0.0}}}}
+    mixed = combine(members, "hour", weights).set_index("series_id")["p50"]
+    assert mixed["s"] == pytest.approx(10.0)
+    assert mixed["new"] == pytest.approx(17.5)
+
+
+def test_seasonal_median_takes_the_median_of_the_same_slot_over_four_weeks():
+    # Daily values 0..34 with a spike of 1000 one week before the first forecast day.
+    values = np.arange(35, dtype=float)
+    values[28] = 1000.0
+    unit = UnitSeries("s", "requests", pd.Timestamp("2026-01-01"), "D", values)
+    forecast = naive.median_forecast_unit(unit, 8, DAILY)
+    # Day 35's slot values: 28 (spiked to 1000), 21, 14, 7 -> median (14 + 21) / 2.
+    assert forecast["p50"].iloc[0] == pytest.approx(17.5)
+    # Day 36: 29, 22, 15, 8 -> 18.5; day 42 (h 8) reuses day 35's slots from the weeks
+    # before it: 28 (1000), 21, 14, 7 again, as the seasonal naive does.
+    assert forecast["p50"].iloc[1] == pytest.approx(18.5)
+    assert forecast["p50"].iloc[7] == pytest.approx(17.5)
+    assert forecast["p90"].iloc[0] == pytest.approx(np.quantile([7, 14, 21, 1000], 0.9))
+    assert naive.forecast_unit(unit, 1, DAILY)["p50"].iloc[0] == 1000.0
