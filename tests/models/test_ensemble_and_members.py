@@ -80,38 +80,41 @@ def _unit_rows(series: str, origin: str, lightgbm: float, snaive: float, y: floa
     ]).assign(series_id=series, origin=pd.Timestamp(origin))
 
 
-def test_each_unit_gets_the_weights_that_won_on_its_held_out_folds():
-    # a: lightgbm exact, snaive 20% high; b: snaive exact, lightgbm 50% low;
-    # c (one origin only): lightgbm exact, snaive 100% high.
-    # Pooled mean WAPE: (0.2 ws + 0.5 wl + 1.0 ws) / 3 -> all lightgbm.
-    # b's own weights (all snaive), learned on one origin, are exact on the other,
-    # where the pooled weights err: b keeps its own. c has no held-out fold: pooled.
-    cv = pd.concat([
-        _unit_rows("a", day, 100.0, 120.0, 100.0) for day in ("2026-01-05", "2026-01-12")
-    ] + [
-        _unit_rows("b", day, 50.0, 100.0, 100.0) for day in ("2026-01-05", "2026-01-12")
-    ] + [_unit_rows("c", "2026-01-12", 100.0, 200.0, 100.0)])
+WEEKS = ("2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26")
+
+
+def test_a_unit_keeps_its_own_weights_only_when_they_win_every_held_out_fold():
+    # a: lightgbm exact, snaive 100% high; b: snaive exact, lightgbm 50% low;
+    # c (one origin only): lightgbm exact, snaive 20% high.
+    # Pooled mean WAPE over a, b (and c): lightgbm wins with or without any one origin.
+    # b's own weights (all snaive), learned on three origins, are exact on the fourth,
+    # where the pooled ones miss by 50 per row: b keeps its own. a's own weights are the
+    # pooled ones (no strict win) and c has too few origins: both use the pooled ones.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("b", day, 50.0, 100.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("c", WEEKS[-1], 100.0, 120.0, 100.0)])
     weights = learn_weights(cv, "hour")
     assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
-    assert weights["units"]["a|requests"]["0"] == {"lightgbm": 1.0, "snaive": 0.0}
-    assert weights["units"]["b|requests"]["0"] == {"lightgbm": 0.0, "snaive": 1.0}
-    assert "c|requests" not in weights["units"]
+    assert weights["units"] == {"b|requests": {"0": {"lightgbm": 0.0, "snaive": 1.0}}}
 
 
 def test_a_unit_whose_best_member_flips_between_folds_keeps_the_pooled_weights():
-    # d: lightgbm exact at the first origin, snaive at the second (each 60% off at the
-    # other). Its own weights learned on one origin miss on the held-out one exactly as
-    # the pooled weights do, so the tie goes to the pooled weights (all lightgbm, set by
-    # a, whose snaive is 20% high at both origins).
-    cv = pd.concat([
-        _unit_rows("a", day, 100.0, 120.0, 100.0) for day in ("2026-01-05", "2026-01-12")
-    ] + [
-        _unit_rows("d", "2026-01-05", 100.0, 160.0, 100.0),
-        _unit_rows("d", "2026-01-12", 160.0, 100.0, 100.0),
-    ])
+    # d: lightgbm exact at two origins, snaive at the other two (each 60% off at the
+    # others). Held out, its own weights lose where the pooled ones (all lightgbm, set by
+    # a) are exact and tie elsewhere, so d keeps the pooled weights.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("d", day, 100.0, 160.0, 100.0) for day in WEEKS[::2]]
+                   + [_unit_rows("d", day, 160.0, 100.0, 100.0) for day in WEEKS[1::2]])
     weights = learn_weights(cv, "hour")
     assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
-    assert weights["units"]["d|requests"]["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"] == {}
+
+
+def test_too_few_folds_leave_every_unit_on_the_pooled_weights():
+    # b would win with four origins (above); with three it has too little evidence.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS[:3]]
+                   + [_unit_rows("b", day, 50.0, 100.0, 100.0) for day in WEEKS[:3]])
+    assert learn_weights(cv, "hour")["units"] == {}
 
 
 def test_combine_uses_a_units_own_weights_and_the_pooled_ones_for_an_unseen_unit():
