@@ -134,15 +134,13 @@ def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
             continue
         members = learned["members"]
         weights[str(index)] = _as_dict(members, learned["pooled"])
-        own = 0
         for (series_id, target), unit_w in learned["units"].items():
             per_unit.setdefault(unit_key(series_id, target), {})[str(index)] = _as_dict(
                 members, unit_w
             )
-            own += int(not np.allclose(unit_w, learned["pooled"]))
         logger.info(
-            "%s bucket %s pooled weights %s; %d of %d units with CV evidence use their own",
-            resolution, HORIZON_BUCKETS[resolution][index], weights[str(index)], own,
+            "%s bucket %s pooled weights %s; %d unit(s) won held-out folds with their own",
+            resolution, HORIZON_BUCKETS[resolution][index], weights[str(index)],
             len(learned["units"]),
         )
     weights[UNIT_WEIGHTS_KEY] = per_unit
