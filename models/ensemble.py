@@ -30,6 +30,7 @@ WIDTH_FACTORS = np.round(np.arange(0.5, 3.01, 0.05), 2)
 SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate shares of a unit's own weights (the rest pooled), smallest first: ties pool."""
 MIN_UNIT_FOLDS = 4
+CANDIDATE_BLOCK = 64
 """Held-out origins a unit's own weights must all win before they replace the pooled ones."""
 
 
@@ -55,6 +56,27 @@ def _pooled_choice(errors: np.ndarray, totals: np.ndarray) -> int:
     return int(np.argmin((errors[scored] / totals[scored][:, None]).mean(axis=0)))
 
 
+def _summed_errors(
+    forecasts: np.ndarray, actual: np.ndarray, cell: np.ndarray, cells: int,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """Absolute error of every candidate mix summed per cell: shape (cells, candidates).
+
+    Candidates go in blocks of ``CANDIDATE_BLOCK`` so that memory stays at rows x block
+    (four members make 1,771 grid points).
+    """
+    order = np.argsort(cell, kind="stable")
+    sorted_cell = cell[order]
+    starts = np.flatnonzero(np.r_[True, sorted_cell[1:] != sorted_cell[:-1]])
+    ordered_forecasts, ordered_actual = forecasts[order], actual[order, None]
+    out = np.zeros((cells, len(candidates)))
+    for low in range(0, len(candidates), CANDIDATE_BLOCK):
+        block = candidates[low:low + CANDIDATE_BLOCK]
+        errors = np.abs(ordered_forecasts @ block.T - ordered_actual)
+        out[sorted_cell[starts], low:low + len(block)] = np.add.reduceat(errors, starts, axis=0)
+    return out
+
+
 def _bucket_weights(rows: pd.DataFrame) -> dict | None:
     """Pooled and per-unit weights of one bucket's CV rows: {"pooled": w, "units": {key: w}}."""
     member_names = sorted(rows["member"].unique())
@@ -71,13 +93,10 @@ def _bucket_weights(rows: pd.DataFrame) -> dict | None:
     origin_codes, origin_names = pd.factorize(p50.index.get_level_values("origin"))
     n_units, n_origins = len(unit_names), len(origin_names)
     candidates = _simplex(len(member_names), GRID_STEP)
-    errors = np.abs(forecasts @ candidates.T - actual[:, None])
     cell = unit_codes * n_origins + origin_codes
     # cell_errors[u, o, c]: unit u's absolute error at origin o with candidate c.
-    cell_errors = np.stack(
-        [np.bincount(cell, weights=errors[:, k], minlength=n_units * n_origins)
-         for k in range(len(candidates))], axis=1,
-    ).reshape(n_units, n_origins, len(candidates))
+    cell_errors = _summed_errors(forecasts, actual, cell, n_units * n_origins, candidates)
+    cell_errors = cell_errors.reshape(n_units, n_origins, len(candidates))
     cell_totals = np.bincount(cell, weights=np.abs(actual), minlength=n_units * n_origins)
     cell_totals = cell_totals.reshape(n_units, n_origins)
     cell_rows = np.bincount(cell, minlength=n_units * n_origins).reshape(n_units, n_origins)
