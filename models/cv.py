@@ -3,8 +3,12 @@
 Hourly folds forecast 48 hours from origins 168 hours apart, the last fold ending
 at the end of the history. Daily folds forecast 35 days (7 when the history is too
 short for three 35-day folds plus two months of training) from midnight origins one
-horizon apart. Every model of a fold is trained on data before the fold's origin
-only: the callers pass ``history[ds < origin]`` views through ``unit_series``.
+horizon apart; there are up to ``DAILY_FOLD_FACTOR`` times as many daily folds as
+hourly ones, as many as leave two weeks of training, because models on daily totals
+are cheap to refit and three folds give a unit only three values per horizon step to
+learn its ensemble weights from. Every model of a fold is trained on data before the
+fold's origin only: the callers pass ``history[ds < origin]`` views through
+``unit_series``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ logger = logging.getLogger(__name__)
 HOURLY_HORIZON = 48
 HOURLY_STEP = 168
 MIN_TRAIN = {"hour": pd.Timedelta(hours=48), "day": pd.Timedelta(days=14)}
+DAILY_FOLD_FACTOR = 2
 
 
 def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
@@ -42,7 +47,8 @@ def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
         first_day = history["ds"].min().floor("D")
         span_days = (as_of - first_day).days
         horizon = 35 if span_days >= 35 * folds + 56 else 7
-        origins = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(folds)]
+        daily_folds = DAILY_FOLD_FACTOR * folds
+        origins = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(daily_folds)]
         origins = [o for o in origins if o - first_day >= MIN_TRAIN["day"]]
         plan["day"] = {"horizon": horizon, "origins": sorted(o.isoformat() for o in origins)}
     for resolution, entry in plan.items():

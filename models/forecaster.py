@@ -1,9 +1,10 @@
 """The forecasting recipe shared by cross-validation, training and the served model.
 
-Members per resolution: seasonal naive, the resolution's global LightGBM and a
-per-unit Prophet (on recent hours, or on daily totals). ``member_forecasts``
-runs the members at one origin; ``combine`` mixes them with weights learned from
-cross-validation (see ``models.ensemble``), per horizon bucket.
+Members per resolution: seasonal naive, seasonal median (of the last four seasons),
+the resolution's global LightGBM and a per-unit Prophet (on recent hours, or on daily
+totals). ``member_forecasts`` runs the members at one origin; ``combine`` mixes them
+with weights learned from cross-validation (see ``models.ensemble``), per horizon
+bucket and, where a unit has the evidence, per unit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ HORIZON_BUCKETS = {
 }
 TRAIN_HORIZON = {"hour": 48, "day": 35}
 OUTPUT_COLUMNS = ["series_id", "resolution", "target", "ds", "p10", "p50", "p90"]
+UNIT_WEIGHTS_KEY = "units"
+"""Key of a resolution's weights that holds the per-unit weights (see ``models.ensemble``)."""
+
+
+def unit_key(series_id: str, target: str) -> str:
+    """How a unit is named in the stored per-unit weights (targets never hold ``|``)."""
+    return f"{series_id}|{target}"
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,13 @@ class RecipeConfig:
         )
 
 
+PER_UNIT_MEMBERS = ("snaive", "smedian", "prophet")
+"""Members fitted one unit at a time (the train shards); LightGBM is global."""
+
+
 def members(config: RecipeConfig) -> tuple[str, ...]:
-    names = ["snaive"]
+    """The members a recipe runs: the seasonal baselines always, the models it names."""
+    names = ["snaive", "smedian"]
     if "lightgbm" in config.models:
         names.append("lightgbm")
     if "prophet" in config.models:
@@ -95,9 +108,13 @@ def member_forecasts(
     """Forecasts of each member (column ``member``) from the end of the units' history."""
     spec = spec_for(resolution)
     frames = []
-    wanted = only or members(config)
+    wanted = members(config) if only is None else tuple(
+        name for name in only if name in members(config)
+    )
     if "snaive" in wanted:
         frames.append(naive.forecast(units, horizon, spec).assign(member="snaive"))
+    if "smedian" in wanted:
+        frames.append(naive.median_forecast(units, horizon, spec).assign(member="smedian"))
     if "lightgbm" in wanted and global_model is not None:
         frames.append(
             gbm.predict(global_model, units, spec, horizon, config.countries)
@@ -119,15 +136,20 @@ def combine(
 ) -> pd.DataFrame:
     """Weighted mix of the members' quantiles per horizon bucket.
 
-    ``weights[str(bucket)][member]``; a member missing for a unit has its weight
-    shared out over the others. ``width_factor`` widens or narrows the interval
-    around the median (learned from CV coverage).
+    ``weights[str(bucket)][member]`` are the pooled weights; a unit listed under
+    ``weights[UNIT_WEIGHTS_KEY][unit_key(series, target)][str(bucket)]`` uses its own
+    instead (a unit unseen at training, or a bucket it has none for, uses the pooled
+    ones). A member missing for a unit has its weight shared out over the others.
+    ``width_factor`` widens or narrows the interval around the median (learned from CV
+    coverage).
     """
     frame = member_frame.copy()
     bucket = bucket_of(resolution, frame["h"].to_numpy())
+    per_unit = weights.get(UNIT_WEIGHTS_KEY, {})
+    units = [unit_key(s, t) for s, t in zip(frame["series_id"], frame["target"], strict=True)]
     frame["weight"] = [
-        weights.get(str(b), {}).get(member, 0.0)
-        for b, member in zip(bucket, frame["member"], strict=True)
+        per_unit.get(unit, {}).get(str(b), weights.get(str(b), {})).get(member, 0.0)
+        for unit, b, member in zip(units, bucket, frame["member"], strict=True)
     ]
     keys = ["series_id", "target", "ds", "h"]
     totals = frame.groupby(keys)["weight"].transform("sum")

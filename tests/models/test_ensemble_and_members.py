@@ -70,3 +70,109 @@ def test_constant_daily_unit_is_forecast_as_itself_without_prophet(level):
     assert (forecast[["p10", "p50", "p90"]] == level).all().all()
     assert forecast["ds"].iloc[0] == pd.Timestamp("2026-01-31")
     assert len(forecast) == 10 and DAILY.season == 7
+
+
+def _unit_rows(series: str, origin: str, lightgbm: float, snaive: float, y: float):
+    """Two hourly CV rows (h 1 and 2, bucket 0) per member for one unit and origin."""
+    return pd.concat([
+        _cv_rows("lightgbm", [1, 2], [lightgbm] * 2, [y] * 2),
+        _cv_rows("snaive", [1, 2], [snaive] * 2, [y] * 2),
+    ]).assign(series_id=series, origin=pd.Timestamp(origin))
+
+
+WEEKS = ("2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26")
+
+
+def test_a_unit_keeps_its_own_weights_only_when_they_win_every_held_out_fold():
+    # a: lightgbm exact, snaive 100% high; b: snaive exact, lightgbm 50% low;
+    # c (one origin only): lightgbm exact, snaive 20% high.
+    # Pooled mean WAPE over a, b (and c): lightgbm wins with or without any one origin.
+    # b's own weights (all snaive), learned on three origins, are exact on the fourth,
+    # where the pooled ones miss by 50 per row: b keeps its own. a's own weights are the
+    # pooled ones (no strict win) and c has too few origins: both use the pooled ones.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("b", day, 50.0, 100.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("c", WEEKS[-1], 100.0, 120.0, 100.0)])
+    weights = learn_weights(cv, "hour")
+    assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"] == {"b|requests": {"0": {"lightgbm": 0.0, "snaive": 1.0}}}
+
+
+def test_a_unit_whose_best_member_flips_between_folds_keeps_the_pooled_weights():
+    # d: lightgbm exact at two origins, snaive at the other two (each 60% off at the
+    # others). Held out, its own weights lose where the pooled ones (all lightgbm, set by
+    # a) are exact and tie elsewhere, so d keeps the pooled weights.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS]
+                   + [_unit_rows("d", day, 100.0, 160.0, 100.0) for day in WEEKS[::2]]
+                   + [_unit_rows("d", day, 160.0, 100.0, 100.0) for day in WEEKS[1::2]])
+    weights = learn_weights(cv, "hour")
+    assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"] == {}
+
+
+def test_too_few_folds_leave_every_unit_on_the_pooled_weights():
+    # b would win with four origins (above); with three it has too little evidence.
+    cv = pd.concat([_unit_rows("a", day, 100.0, 200.0, 100.0) for day in WEEKS[:3]]
+                   + [_unit_rows("b", day, 50.0, 100.0, 100.0) for day in WEEKS[:3]])
+    assert learn_weights(cv, "hour")["units"] == {}
+
+
+def test_combine_uses_a_units_own_weights_and_the_pooled_ones_for_an_unseen_unit():
+    members = pd.concat([
+        _cv_rows("lightgbm", [1], [10.0], [0]), _cv_rows("snaive", [1], [20.0], [0]),
+    ])
+    members = pd.concat([members, members.assign(series_id="new")])
+    members = members.drop(columns=["y", "origin"]).assign(ds=pd.Timestamp("2026-01-05"))
+    weights = {"0": {"lightgbm": 0.25, "snaive": 0.75},
+               "units": {"s|requests": {"0": {"lightgbm": 1.0, "snaive": 0.0}}}}
+    mixed = combine(members, "hour", weights).set_index("series_id")["p50"]
+    assert mixed["s"] == pytest.approx(10.0)
+    assert mixed["new"] == pytest.approx(17.5)
+
+
+def test_seasonal_median_takes_the_median_of_the_same_slot_over_four_weeks():
+    # Daily values 0..34 with a spike of 1000 one week before the first forecast day.
+    values = np.arange(35, dtype=float)
+    values[28] = 1000.0
+    unit = UnitSeries("s", "requests", pd.Timestamp("2026-01-01"), "D", values)
+    forecast = naive.median_forecast_unit(unit, 8, DAILY)
+    # Day 35's slot values: 28 (spiked to 1000), 21, 14, 7 -> median (14 + 21) / 2.
+    assert forecast["p50"].iloc[0] == pytest.approx(17.5)
+    # Day 36: 29, 22, 15, 8 -> 18.5; day 42 (h 8) reuses day 35's slots from the weeks
+    # before it: 28 (1000), 21, 14, 7 again, as the seasonal naive does.
+    assert forecast["p50"].iloc[1] == pytest.approx(18.5)
+    assert forecast["p50"].iloc[7] == pytest.approx(17.5)
+    assert forecast["p90"].iloc[0] == pytest.approx(np.quantile([7, 14, 21, 1000], 0.9))
+    assert naive.forecast_unit(unit, 1, DAILY)["p50"].iloc[0] == 1000.0
+
+
+def _daily_history(days: int = 35) -> pd.DataFrame:
+    ds = pd.date_range("2026-01-01", periods=days, freq="D")
+    return pd.DataFrame({"series_id": "s", "resolution": "day", "ds": ds,
+                         "target": "requests", "y": np.arange(days, dtype=float)})
+
+
+def test_cv_runs_every_member_of_the_recipe_and_only_those():
+    from models.forecaster import RecipeConfig
+    from pipelines.train import cross_validate_members
+
+    folds = {"day": {"horizon": 7, "origins": ["2026-01-29T00:00:00"]}}
+    history = _daily_history()
+    full = cross_validate_members(history, folds, RecipeConfig(models=("lightgbm",)))
+    assert sorted(full["member"].unique()) == ["lightgbm", "smedian", "snaive"]
+
+    asked = cross_validate_members(history, folds, RecipeConfig(models=("lightgbm",)),
+                                   only=("snaive", "prophet"))
+    assert sorted(asked["member"].unique()) == ["snaive"]
+    # Origin 2026-01-29 is day 28: the seasonal naive repeats days 21..27.
+    assert asked.sort_values("ds")["p50"].tolist() == [21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0]
+
+
+def test_the_in_memory_recipe_weighs_every_member_the_registered_one_does():
+    from models.forecaster import RecipeConfig
+    from pipelines.train import fit_recipe
+
+    folds = {"day": {"horizon": 7, "origins": ["2026-01-29T00:00:00"]}}
+    bundle = fit_recipe(_daily_history(), pd.Timestamp("2026-02-05"), RecipeConfig(models=()),
+                        folds)
+    assert sorted(bundle["weights"]["day"]["0"]) == ["smedian", "snaive"]
