@@ -528,7 +528,7 @@ def _log_warnings(report: ValidationReport) -> None:
 
 def validate_batch(
     settings: Settings,
-    calls_by_day: dict[dt.date, pa.Table],
+    calls_by_day: dict[dt.date, pa.Table | Path],
     hourly_by_day: dict[dt.date, pa.Table],
     batch_interval: tuple[dt.datetime, dt.datetime] | None = None,
     now: dt.datetime | None = None,
@@ -539,8 +539,10 @@ def validate_batch(
 
     ``batch_interval`` is the ``[start, end)`` span the batch claims to cover (a scheduled
     run's data interval); without it only "not in the future" and "in its own day's
-    partition" bound the timestamps. Every day is checked before raising, so the message
-    lists all critical findings; the error carries the report as ``error.report``.
+    partition" bound the timestamps. A day's calls are a table or the Parquet file of
+    the staged partition (read back in parts, so a large day is never held whole). Every
+    day is checked before raising, so the message lists all critical findings; the error
+    carries the report as ``error.report``.
     A caller that validates one batch in several calls passes ``build_docs=False`` to all
     but the last: the Data Docs site is then rendered once, with every call's results
     (and always when a critical finding stops the batch).
@@ -577,7 +579,7 @@ def validate_batch(
 
 
 def _chunks(
-    partitions: Iterable[tuple[dt.date, pa.Table]],
+    partitions: Iterable[tuple[dt.date, pa.Table | Path]],
     max_rows: int,
     to_frame: Callable[[pa.Table, dt.date], pd.DataFrame],
 ) -> Iterator[tuple[list[dt.date], pd.DataFrame]]:
@@ -592,8 +594,8 @@ def _chunks(
     days: list[dt.date] = []
     frames: list[pd.DataFrame] = []
     rows = 0
-    for day, table in partitions:
-        for part in _split_by_request(table, max_rows):
+    for day, source in partitions:
+        for part in _parts(source, max_rows):
             if rows and rows + part.num_rows > max_rows:
                 yield days, pd.concat(frames, ignore_index=True)
                 days, frames, rows = [], [], 0
@@ -603,6 +605,43 @@ def _chunks(
             rows += part.num_rows
     if days:
         yield days, pd.concat(frames, ignore_index=True)
+
+
+def _parts(source: pa.Table | Path, max_rows: int) -> Iterator[pa.Table]:
+    """A partition, held (a table) or on disk (its Parquet file), in parts of about ``max_rows``."""
+    if isinstance(source, Path):
+        yield from _read_by_request(source, max_rows)
+    else:
+        yield from _split_by_request(source, max_rows)
+
+
+def _read_by_request(path: Path, max_rows: int) -> Iterator[pa.Table]:
+    """A partition file read in parts of about ``max_rows`` rows, never split inside an id.
+
+    A large file is read once per part by DuckDB, keeping the rows whose request-id hash
+    falls in that part: every copy of an id lands in the same part (as with
+    ``_split_by_request``), and no more than one part is ever held.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.daymerge import SCAN_MEMORY_LIMIT
+
+    metadata = pq.ParquetFile(path)
+    schema, rows = metadata.schema_arrow, metadata.metadata.num_rows
+    if rows <= max_rows or "request_id" not in schema.names:
+        yield pq.read_table(path)
+        return
+    import duckdb
+
+    count = -(-rows // max_rows)
+    literal = "'" + str(path).replace("'", "''") + "'"
+    with duckdb.connect(config={"threads": 1, "memory_limit": SCAN_MEMORY_LIMIT}) as connection:
+        for part in range(count):
+            table = connection.sql(
+                f"SELECT * FROM read_parquet({literal}, hive_partitioning = false) "
+                f"WHERE hash(request_id) % {count} = {part}"
+            ).to_arrow_table()
+            yield table.cast(schema)
 
 
 def _split_by_request(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
@@ -667,7 +706,8 @@ def validate_lake(
     report = ValidationReport()
 
     calls = (
-        (partition_day, lake.read_partition(settings.lake_dir, "calls", partition_day))
+        (partition_day,
+         lake.partition_dir(settings.lake_dir, "calls", partition_day) / lake.PARTITION_FILE)
         for partition_day in _progress(settings, calls_days, "calls partitions")
     )
     for days, frame in _chunks(calls, CHUNK_ROWS, calls_frame):
