@@ -31,7 +31,7 @@ IN_MEMORY_ROWS = 250_000
 """Days with at most this many calls (stored and staged) are merged in Arrow: at about
 200 bytes a call the merge's few copies stay under 200 MB, and a DuckDB query per small
 day costs more than it saves."""
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = "128MB"
 """DuckDB's budget for one day's merge; beyond it the sort spills to the staging folder."""
 SCAN_MEMORY_LIMIT = "128MB"
 """DuckDB's budget when validation reads a large partition back one part at a time."""
@@ -88,16 +88,32 @@ def merge_query(stored: Path | None, staged: list[Path], columns: list[str]) -> 
                 f"SELECT *, {flag} AS {NEW} FROM read_parquet({_paths_literal(paths)}, "
                 "filename = true, file_row_number = true, hive_partitioning = false)"
             )
-    # Rows with a request id are keyed by it alone (the content keys are all null);
-    # rows without one by their content. NULLs form one group in a PARTITION BY.
-    content = ", ".join(f"CASE WHEN request_id IS NULL THEN {name} END" for name in CALL_CONTENT)
+    # A row is dropped when an earlier-arrived row shares its key: the request id, or
+    # for rows without one their content (GROUP BY and IS NOT DISTINCT FROM treat NULLs
+    # as equal, as Arrow's group_by does). Only repeated keys are kept in the two small
+    # tables, found by hash aggregation (which spills, unlike a window over every row).
     arrival = f"{NEW}, filename, file_row_number"
+    first = f"min({{'new': {NEW}, 'file': filename, 'row': file_row_number}})"
+    this = f"{{'new': c.{NEW}, 'file': c.filename, 'row': c.file_row_number}}"
+    content = ", ".join(CALL_CONTENT)
+    same_content = " AND ".join(f"d.{name} IS NOT DISTINCT FROM c.{name}"
+                                for name in CALL_CONTENT)
     return f"""
-        WITH combined AS ({" UNION ALL BY NAME ".join(sources)})
-        SELECT {", ".join(columns)}, {NEW}
-        FROM combined
-        QUALIFY row_number() OVER (PARTITION BY request_id, {content} ORDER BY {arrival}) = 1
-        ORDER BY timestamp, {arrival}
+        WITH combined AS ({" UNION ALL BY NAME ".join(sources)}),
+        repeated_ids AS (
+            SELECT request_id, {first} AS first FROM combined
+            WHERE request_id IS NOT NULL GROUP BY request_id HAVING count(*) > 1
+        ),
+        repeated_content AS (
+            SELECT {content}, {first} AS first FROM combined
+            WHERE request_id IS NULL GROUP BY {content} HAVING count(*) > 1
+        )
+        SELECT {", ".join(f"c.{name}" for name in columns)}, c.{NEW}
+        FROM combined AS c
+        ANTI JOIN repeated_ids AS d ON d.request_id = c.request_id AND d.first <> {this}
+        ANTI JOIN repeated_content AS d
+            ON c.request_id IS NULL AND {same_content} AND d.first <> {this}
+        ORDER BY c.timestamp, {", ".join(f"c.{name}" for name in arrival.split(", "))}
     """
 
 

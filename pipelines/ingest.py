@@ -54,7 +54,7 @@ JOURNAL = "COMMIT.json"
 LOCK = ".ingest.lock"
 SPILL_BYTES = 64 << 20
 """Staged rows kept in memory before they are spilled to the staging folder."""
-VALIDATION_ROWS = 500_000
+VALIDATION_ROWS = 300_000
 """Staged calls gathered before they are validated, so memory stays flat on large batches.
 About one GX run's worth (``pipelines.validate.CHUNK_ROWS``): GX costs seconds per run."""
 
