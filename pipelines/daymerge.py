@@ -35,7 +35,7 @@ MEMORY_LIMIT = "128MB"
 """DuckDB's budget for one day's merge; beyond it the sort spills to the staging folder."""
 SCAN_MEMORY_LIMIT = "128MB"
 """DuckDB's budget when validation reads a large partition back one part at a time."""
-SLICE_ROWS = 131_072
+SLICE_ROWS = 65_536
 """Rows handed back per slice (one Parquet row group each)."""
 CALL_CONTENT = ["timestamp", "provider", "model", "team", "input_tokens", "output_tokens",
                 "cached_input_tokens", "cache_write_tokens", "status_code", "latency_ms"]

@@ -54,9 +54,9 @@ JOURNAL = "COMMIT.json"
 LOCK = ".ingest.lock"
 SPILL_BYTES = 64 << 20
 """Staged rows kept in memory before they are spilled to the staging folder."""
-VALIDATION_ROWS = 300_000
+VALIDATION_ROWS = 200_000
 """Staged calls gathered before they are validated, so memory stays flat on large batches.
-About one GX run's worth (``pipelines.validate.CHUNK_ROWS``): GX costs seconds per run."""
+One GX run's worth (``pipelines.validate.CHUNK_ROWS``)."""
 
 
 @dataclass
@@ -112,7 +112,6 @@ class _Stage:
     def spill(self) -> None:
         for key in list(self.pieces):
             self._spill(key)
-        self.memory_bytes = 0
 
     def _spill(self, key: tuple[str, dt.date], schema: pa.Schema | None = None) -> None:
         import pyarrow as pa
@@ -121,6 +120,7 @@ class _Stage:
         tables = self.pieces.pop(key, [])
         if not tables:
             return
+        self.memory_bytes -= sum(table.nbytes for table in tables)
         table_name, day = key
         folder = self.root / "pieces" / table_name / f"dt={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)

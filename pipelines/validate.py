@@ -47,11 +47,11 @@ DATASOURCE = "usagecast_staged"
 OFFENDING_ROWS_SHOWN = 5
 TRAILING_DAYS = 28
 TRAILING_MIN_DAYS = 7
-CHUNK_ROWS = 300_000
+CHUNK_ROWS = 200_000
 """Calls validated per GX run. GX has a fixed cost per run, so runs are large; but a run
-holds its frame plus GX's copies of it (about 1 KB a row at peak), which is what sets the
-ingest's peak memory: 500k-row runs peaked at 1.02 GB on ten times the replay's largest
-days, 300k-row runs at 0.93 GB, for ~20% more ingest time on the 1x replay."""
+holds its frame plus GX's own copies (a 300k-row run raised a warmed process by ~350 MB),
+and that, overlapping the next day's merge, sets the ingest's peak memory. 200k rows
+costs ~10% more GX time than 300k and keeps ten times the replay near 1 GB."""
 HOURLY_CHUNK_DAYS = 31
 ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
 """Columns that locate an offending row in the messages (the failing value comes too)."""
@@ -630,30 +630,41 @@ def _parts(source: pa.Table | Path, max_rows: int) -> Iterator[pa.Table]:
 def _read_by_request(path: Path, max_rows: int) -> Iterator[pa.Table]:
     """A partition file read in parts of about ``max_rows`` rows, never split inside an id.
 
-    A large file is read once per part by DuckDB, keeping the rows whose request-id hash
-    falls in that part: every copy of an id lands in the same part (as with
-    ``_split_by_request``), and no more than one part is ever held.
+    Each row's part is the hash of its request id (computed once by DuckDB over that
+    column alone), so every copy of an id lands in the same part, as with
+    ``_split_by_request``. A part is gathered row group by row group from the file, so no
+    more than one part and one row group are ever held.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipelines.daymerge import SCAN_MEMORY_LIMIT
 
-    metadata = pq.ParquetFile(path)
-    schema, rows = metadata.schema_arrow, metadata.metadata.num_rows
+    parquet = pq.ParquetFile(path)
+    schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
     if rows <= max_rows or "request_id" not in schema.names:
-        yield pq.read_table(path)
+        yield parquet.read()
         return
     import duckdb
 
     count = -(-rows // max_rows)
     literal = "'" + str(path).replace("'", "''") + "'"
     with duckdb.connect(config={"threads": 1, "memory_limit": SCAN_MEMORY_LIMIT}) as connection:
-        for part in range(count):
-            table = connection.sql(
-                f"SELECT * FROM read_parquet({literal}, hive_partitioning = false) "
-                f"WHERE hash(request_id) % {count} = {part}"
-            ).to_arrow_table()
-            yield table.cast(schema)
+        parts = connection.sql(
+            f"SELECT (hash(request_id) % {count})::USMALLINT AS part FROM read_parquet("
+            f"{literal}, hive_partitioning = false, file_row_number = true) "
+            "ORDER BY file_row_number"
+        ).to_arrow_table().column("part").combine_chunks()
+    for part in range(count):
+        pieces, offset = [], 0
+        for group in range(parquet.num_row_groups):
+            rows_in_group = parquet.metadata.row_group(group).num_rows
+            mine = pc.equal(parts.slice(offset, rows_in_group), part)
+            offset += rows_in_group
+            pieces.append(parquet.read_row_group(group).filter(mine))
+        yield pa.concat_tables(pieces)
+        del pieces
 
 
 def _split_by_request(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
