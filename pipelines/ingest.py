@@ -7,9 +7,11 @@ An ingest is one batch, published all or nothing:
    UTC day under ``lake/_staging/<batch>/`` (in memory, spilled to disk when
    large), with refused rows set aside for the ``quarantine`` table.
 2. Each touched day is rebuilt whole: stored calls plus staged ones, exact
-   duplicates dropped, then its hourly and daily rows from calls, buckets and
-   coverage. The results are written into the staging folder and validated with
-   ``pipelines.validate.validate_batch``; a ``DataQualityError`` discards them.
+   duplicates dropped (in Arrow for a small day, by DuckDB on disk for a large
+   one: ``pipelines.daymerge``), then its hourly and daily rows from calls,
+   buckets and coverage. The results are written into the staging folder and
+   validated, read back from there, with ``pipelines.validate.validate_batch``;
+   a ``DataQualityError`` discards them.
 3. A commit journal listing every partition to move and every manifest entry is
    written atomically. From then on the batch is published: each staged
    partition replaces its lake partition with one ``os.replace``. A crash at any
