@@ -630,12 +630,13 @@ def _parts(source: pa.Table | Path, max_rows: int) -> Iterator[pa.Table]:
 def _read_by_request(path: Path, max_rows: int) -> Iterator[pa.Table]:
     """A partition file read in parts of about ``max_rows`` rows, never split inside an id.
 
-    Each row's part is the hash of its request id (computed once by DuckDB over that
-    column alone), so every copy of an id lands in the same part, as with
-    ``_split_by_request``. A part is gathered row group by row group from the file, so no
-    more than one part and one row group are ever held.
+    Each row's part is the hash of its request id (computed by DuckDB over that column
+    alone), so every copy of an id lands in the same part, as with ``_split_by_request``.
+    The file is read once, row group by row group, into one scratch file per part; the
+    parts are then read back one at a time, so no more than one part is ever held.
     """
-    import pyarrow as pa
+    import tempfile
+
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -656,15 +657,24 @@ def _read_by_request(path: Path, max_rows: int) -> Iterator[pa.Table]:
             f"{literal}, hive_partitioning = false, file_row_number = true) "
             "ORDER BY file_row_number"
         ).to_arrow_table().column("part").combine_chunks()
-    for part in range(count):
-        pieces, offset = [], 0
-        for group in range(parquet.num_row_groups):
-            rows_in_group = parquet.metadata.row_group(group).num_rows
-            mine = pc.equal(parts.slice(offset, rows_in_group), part)
-            offset += rows_in_group
-            pieces.append(parquet.read_row_group(group).filter(mine))
-        yield pa.concat_tables(pieces)
-        del pieces
+    with tempfile.TemporaryDirectory(prefix="usagecast-parts-") as scratch:
+        part_paths = [Path(scratch) / f"{part:05d}.parquet" for part in range(count)]
+        writers = [pq.ParquetWriter(part_path, schema, compression="lz4")
+                   for part_path in part_paths]
+        try:
+            offset = 0
+            for group in range(parquet.num_row_groups):
+                rows_in_group = parquet.metadata.row_group(group).num_rows
+                group_parts = parts.slice(offset, rows_in_group)
+                offset += rows_in_group
+                table = parquet.read_row_group(group)
+                for part, writer in enumerate(writers):
+                    writer.write_table(table.filter(pc.equal(group_parts, part)))
+        finally:
+            for writer in writers:
+                writer.close()
+        for part_path in part_paths:
+            yield pq.read_table(part_path)
 
 
 def _split_by_request(table: pa.Table, max_rows: int) -> Iterator[pa.Table]:
