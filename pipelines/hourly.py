@@ -156,17 +156,35 @@ def _with_series_id(table: pa.Table, grain: tuple[str, ...]) -> pa.Array:
     return pc.binary_join_element_wise(*(table.column(column) for column in grain), "/")
 
 
+def hourly_call_sums(calls: pa.Table | pa.RecordBatch, grain: tuple[str, ...]) -> pa.Table:
+    """Per series and hour sums of some calls of a day.
+
+    Sums of disjoint slices of a day's calls add up to the sums of the whole day, so a
+    day streamed in slices is reduced slice by slice and handed to ``build_hourly``.
+    """
+    if isinstance(calls, pa.RecordBatch):
+        calls = pa.Table.from_batches([calls])
+    return _aggregate([_calls_by_hour(calls, grain)], "hour")
+
+
 def build_hourly(
     day: dt.date,
-    calls: pa.Table,
+    calls: pa.Table | None,
     buckets: pa.Table,
     coverage: pa.Table,
     grain: tuple[str, ...],
+    call_sums: list[pa.Table] | None = None,
 ) -> pa.Table:
-    """``usage_hourly`` rows of one UTC day from everything the lake holds for that day."""
+    """``usage_hourly`` rows of one UTC day from everything the lake holds for that day.
+
+    The day's calls come either whole (``calls``) or already reduced slice by slice with
+    ``hourly_call_sums`` (``call_sums``); the result is the same.
+    """
     hourly_buckets, _ = _split_buckets(buckets)
-    parts = [_calls_by_hour(calls, grain), _buckets_by(hourly_buckets, grain, "hour"),
+    parts = [*(call_sums or []), _buckets_by(hourly_buckets, grain, "hour"),
              _coverage_hours(coverage, grain, day)]
+    if calls is not None:
+        parts.insert(0, _calls_by_hour(calls, grain))
     grouped = _aggregate(parts, "hour")
     day_start, day_end = _day_bounds(day)
     hour = grouped.column("hour")

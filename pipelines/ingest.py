@@ -7,9 +7,11 @@ An ingest is one batch, published all or nothing:
    UTC day under ``lake/_staging/<batch>/`` (in memory, spilled to disk when
    large), with refused rows set aside for the ``quarantine`` table.
 2. Each touched day is rebuilt whole: stored calls plus staged ones, exact
-   duplicates dropped, then its hourly and daily rows from calls, buckets and
-   coverage. The results are written into the staging folder and validated with
-   ``pipelines.validate.validate_batch``; a ``DataQualityError`` discards them.
+   duplicates dropped (in Arrow for a small day, by DuckDB on disk for a large
+   one: ``pipelines.daymerge``), then its hourly and daily rows from calls,
+   buckets and coverage. The results are written into the staging folder and
+   validated, read back from there, with ``pipelines.validate.validate_batch``;
+   a ``DataQualityError`` discards them.
 3. A commit journal listing every partition to move and every manifest entry is
    written atomically. From then on the batch is published: each staged
    partition replaces its lake partition with one ``os.replace``. A crash at any
@@ -41,6 +43,7 @@ from pipelines.errors import InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pipelines.daymerge import MergedDay
     from pipelines.formats import FormatSpec
     from pipelines.formats.readers import SourceFile
     from pipelines.settings import Settings
@@ -53,9 +56,9 @@ JOURNAL = "COMMIT.json"
 LOCK = ".ingest.lock"
 SPILL_BYTES = 64 << 20
 """Staged rows kept in memory before they are spilled to the staging folder."""
-VALIDATION_ROWS = 500_000
+VALIDATION_ROWS = 200_000
 """Staged calls gathered before they are validated, so memory stays flat on large batches.
-About one GX run's worth (``pipelines.validate.CHUNK_ROWS``): GX costs seconds per run."""
+One GX run's worth (``pipelines.validate.CHUNK_ROWS``)."""
 
 
 @dataclass
@@ -109,21 +112,45 @@ class _Stage:
             self.spill()
 
     def spill(self) -> None:
+        for key in list(self.pieces):
+            self._spill(key)
+
+    def _spill(self, key: tuple[str, dt.date], schema: pa.Schema | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        for key, tables in self.pieces.items():
-            table_name, day = key
-            folder = self.root / "pieces" / table_name / f"dt={day.isoformat()}"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{len(self.spilled[key]):05d}.parquet"
-            pq.write_table(pa.concat_tables(tables), path, compression="lz4")
-            self.spilled[key].append(path)
-        self.pieces.clear()
-        self.memory_bytes = 0
+        tables = self.pieces.pop(key, [])
+        if not tables:
+            return
+        self.memory_bytes -= sum(table.nbytes for table in tables)
+        table_name, day = key
+        folder = self.root / "pieces" / table_name / f"dt={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{len(self.spilled[key]):05d}.parquet"
+        if schema is not None:
+            tables = [table.cast(schema) for table in tables]
+        pq.write_table(pa.concat_tables(tables), path, compression="lz4")
+        self.spilled[key].append(path)
+
+    def rows(self, table_name: str, day: dt.date) -> int:
+        """How many rows are staged for ``table_name`` on ``day``, in memory and spilled."""
+        import pyarrow.parquet as pq
+
+        key = (table_name, day)
+        return sum(table.num_rows for table in self.pieces.get(key, [])) + sum(
+            pq.ParquetFile(path).metadata.num_rows for path in self.spilled.get(key, []))
 
     def days(self, table_name: str) -> set[dt.date]:
         return {day for name, day in (*self.pieces, *self.spilled) if name == table_name}
+
+    def take_files(self, table_name: str, day: dt.date, schema: pa.Schema) -> list[Path]:
+        """The day's staged rows as Parquet files in ``schema``, in the order they came.
+
+        Rows still in memory are spilled first, so the caller can stream the day from disk.
+        """
+        key = (table_name, day)
+        self._spill(key, schema)
+        return self.spilled.pop(key, [])
 
     def take(self, table_name: str, day: dt.date, schema: pa.Schema) -> pa.Table:
         import pyarrow as pa
@@ -339,8 +366,12 @@ def _read_file(
             batch.stage.add("coverage", day, rows)
 
 
-def _fix_lines(rows: pa.Table, line_maps: dict[str, tuple[int, object]]) -> pa.Table:
-    """Put the physical line on rows of files where refused rows shifted the count."""
+def _fix_lines(rows: pa.Table, line_maps: dict[str, tuple[int, object]],
+               only: pa.Array | None = None) -> pa.Table:
+    """Put the physical line on rows of files where refused rows shifted the count.
+
+    ``only`` flags the rows to fix (this batch's rows, when stored ones come along).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -350,7 +381,10 @@ def _fix_lines(rows: pa.Table, line_maps: dict[str, tuple[int, object]]) -> pa.T
     lines = rows.column("source_line").to_numpy().copy()
     files = rows.column("source_file")
     for source_file, (first_line, line_map) in line_maps.items():
-        mask = pc.equal(files, source_file).to_numpy(zero_copy_only=False)
+        mask = pc.equal(files, source_file)
+        if only is not None:
+            mask = pc.and_(mask, only)
+        mask = mask.to_numpy(zero_copy_only=False)
         if mask.any():
             lines[mask] = np.asarray(line_map)[lines[mask] - first_line]
     index = rows.schema.get_field_index("source_line")
@@ -402,15 +436,36 @@ def _drop_duplicates(existing: pa.Table, new: pa.Table, identity: list[str],
     return kept, combined.num_rows - len(kept_rows)
 
 
-def _is_sorted(column: pa.ChunkedArray) -> bool:
+def _merge_calls_in_memory(day: dt.date, stored: Path | None, new_calls: pa.Table,
+                           final_dir: Path, grain: tuple[str, ...]) -> MergedDay:
+    """``daymerge.merge_calls`` for a small day, in Arrow: the same rows, kept and ordered alike.
+
+    Cheaper than a DuckDB query per day when the day fits comfortably in memory.
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    values = column.cast(pa.int64()).to_numpy()
-    return bool((values[1:] >= values[:-1]).all())
+    from pipelines import lake
+    from pipelines.daymerge import CALL_CONTENT, MergedDay
+    from pipelines.hourly import hourly_call_sums, without_usage
+    from pipelines.schema import CALLS_SCHEMA
+
+    existing = pq.read_table(stored).cast(CALLS_SCHEMA) if stored else CALLS_SCHEMA.empty_table()
+    calls, duplicates = _drop_duplicates(existing, new_calls, ["request_id"], CALL_CONTENT)
+    new_rows = new_calls.num_rows - duplicates
+    merged = MergedDay(rows=calls.num_rows, new_rows=new_rows, duplicates=duplicates)
+    if new_rows:
+        kept_new = calls.slice(calls.num_rows - new_rows)
+        merged.new_without_usage = pc.sum(without_usage(kept_new)).as_py() or 0
+    timestamps = calls.column("timestamp").cast(pa.int64()).to_numpy()
+    if new_rows and not bool((timestamps[1:] >= timestamps[:-1]).all()):
+        calls = calls.sort_by([("timestamp", "ascending")])
+    merged.call_sums.append(hourly_call_sums(calls, grain))
+    lake.write_partition(final_dir, "calls", day, calls.cast(CALLS_SCHEMA))
+    return merged
 
 
-CALL_CONTENT = ["timestamp", "provider", "model", "team", "input_tokens", "output_tokens",
-                "cached_input_tokens", "cache_write_tokens", "status_code", "latency_ms"]
 BUCKET_CONTENT = ["bucket_start", "bucket_end", "provider", "model", "team", "requests",
                   "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
                   "source_format"]
@@ -431,6 +486,7 @@ class _BackgroundValidation:
 
         # Imported here, before the worker starts importing GX, so that both threads
         # never import the same modules at once.
+        import pipelines.daymerge  # noqa: F401
         import pipelines.formats.normalize  # noqa: F401
         import pipelines.formats.readers  # noqa: F401
         import pipelines.hourly  # noqa: F401
@@ -469,80 +525,104 @@ def _prepare_validation(settings: Settings) -> None:
 
 def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
               validation: _BackgroundValidation) -> list[tuple[str, dt.date]]:
-    """Rebuild every touched day into the staging folder and validate it; return what to move."""
-    import pyarrow.compute as pc
+    """Rebuild every touched day into the staging folder and validate it; return what to move.
 
-    from pipelines import lake
-    from pipelines.hourly import COVERAGE_SCHEMA, build_daily, build_hourly, without_usage
+    A day of calls larger than ``daymerge.IN_MEMORY_ROWS`` is merged on disk
+    (``pipelines.daymerge``), a smaller one in memory; either way the calls are validated
+    from the day's new partition, so no step holds a large day whole. Buckets and
+    coverage are small and merged in memory.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines import daymerge, lake
+    from pipelines.hourly import COVERAGE_SCHEMA, build_daily, build_hourly
     from pipelines.schema import BUCKETS_SCHEMA, CALLS_SCHEMA
 
     lake_dir = settings.lake_dir
     stage = batch.stage
     days = sorted(stage.days("calls") | stage.days("usage_buckets") | stage.days("coverage"))
     written: list[tuple[str, dt.date]] = []
-    pending_calls: dict[dt.date, pa.Table] = {}
+    pending_calls: dict[dt.date, Path] = {}
+    pending_rows = 0
     pending_hourly: dict[dt.date, pa.Table] = {}
+    connection = daymerge.connect(stage.root / "duckdb")
 
     def existing(table_name: str, day: dt.date, schema: pa.Schema) -> pa.Table:
         stored = lake.read_partition(lake_dir, table_name, day)
         return schema.empty_table() if stored is None else stored.cast(schema)
 
-    def validate_pending_calls() -> None:
-        if pending_calls:
-            validation.submit(pending_calls, {}, build_docs=False)
-            pending_calls.clear()
+    def fix_new_lines(rows: pa.Table, new: pa.Array) -> pa.Table:
+        return _fix_lines(rows, batch.line_maps, only=new)
 
     for day in days:
-        new_calls = _fix_lines(stage.take("calls", day, CALLS_SCHEMA), batch.line_maps)
+        stored_path = lake.partition_dir(lake_dir, "calls", day) / lake.PARTITION_FILE
+        stored_calls = stored_path if stored_path.is_file() else None
+        calls_path = lake.partition_dir(final_dir, "calls", day) / lake.PARTITION_FILE
+        staged_rows = stage.rows("calls", day)
+        stored_rows = pq.ParquetFile(stored_calls).metadata.num_rows if stored_calls else 0
+        if staged_rows and staged_rows + stored_rows <= daymerge.IN_MEMORY_ROWS:
+            merged = _merge_calls_in_memory(
+                day, stored_calls, _fix_lines(stage.take("calls", day, CALLS_SCHEMA),
+                                              batch.line_maps), final_dir, settings.grain)
+        elif staged_rows:
+            staged_calls = stage.take_files("calls", day, CALLS_SCHEMA)
+            merged = daymerge.merge_calls(
+                connection, stored_calls, staged_calls,
+                lambda parts, day=day: lake.write_partition_batches(
+                    final_dir, "calls", day, CALLS_SCHEMA, parts),
+                settings.grain, fix_new_lines)
+            for path in staged_calls:
+                path.unlink()
+        elif stored_calls is not None:
+            merged = daymerge.stored_call_sums(stored_calls, settings.grain)
+            calls_path = stored_calls
+        else:
+            merged = daymerge.MergedDay()
+
         new_buckets = _fix_lines(stage.take("usage_buckets", day, BUCKETS_SCHEMA),
                                  batch.line_maps)
         new_coverage = stage.take("coverage", day, COVERAGE_SCHEMA)
-
-        calls, call_duplicates = _drop_duplicates(
-            existing("calls", day, CALLS_SCHEMA), new_calls, ["request_id"], CALL_CONTENT)
         buckets, bucket_duplicates = _drop_duplicates(
             existing("usage_buckets", day, BUCKETS_SCHEMA), new_buckets, [], BUCKET_CONTENT)
         stored_coverage = existing(lake.COVERAGE, day, COVERAGE_SCHEMA)
         coverage, _ = _drop_duplicates(stored_coverage, new_coverage, [],
                                        COVERAGE_SCHEMA.names)
 
-        new_call_count = new_calls.num_rows - call_duplicates
         new_bucket_count = new_buckets.num_rows - bucket_duplicates
-        del new_calls, new_buckets, new_coverage
-        batch.result.duplicates += call_duplicates + bucket_duplicates
-        batch.result.stored += new_call_count + new_bucket_count
+        del new_buckets, new_coverage
+        batch.result.duplicates += merged.duplicates + bucket_duplicates
+        batch.result.stored += merged.new_rows + new_bucket_count
         batch.result.buckets_stored += new_bucket_count
-        if new_call_count:
-            stored_count = calls.num_rows - new_call_count
-            batch.result.calls_without_usage += pc.sum(
-                without_usage(calls.slice(stored_count))).as_py() or 0
-        if not new_call_count and not new_bucket_count and coverage.num_rows == (
+        batch.result.calls_without_usage += merged.new_without_usage
+        if not merged.new_rows and not new_bucket_count and coverage.num_rows == (
             stored_coverage.num_rows
         ):
             continue
 
-        if new_call_count and not _is_sorted(calls.column("timestamp")):
-            calls = calls.sort_by([("timestamp", "ascending")])
-        hourly = build_hourly(day, calls, buckets, coverage, settings.grain)
+        hourly = build_hourly(day, None, buckets, coverage, settings.grain,
+                              call_sums=merged.call_sums)
         daily = build_daily(day, hourly, buckets, coverage, settings.grain)
-        for table_name, rows in (("calls", calls.cast(CALLS_SCHEMA)),
-                                 ("usage_buckets", buckets.cast(BUCKETS_SCHEMA)),
+        if merged.new_rows:
+            written.append(("calls", day))
+        for table_name, rows in (("usage_buckets", buckets.cast(BUCKETS_SCHEMA)),
                                  (lake.COVERAGE, coverage),
                                  ("usage_hourly", hourly), ("usage_daily", daily)):
             if table_name == "usage_buckets" and not new_bucket_count:
                 continue
-            if table_name == "calls" and not new_call_count:
-                continue
             lake.write_partition(final_dir, table_name, day, rows)
             written.append((table_name, day))
         batch.result.days_touched.append(day)
-        if calls.num_rows:
-            pending_calls[day] = calls
+        if merged.rows:
+            pending_calls[day] = calls_path
+            pending_rows += merged.rows
         if hourly.num_rows:
             pending_hourly[day] = hourly
-        if sum(table.num_rows for table in pending_calls.values()) >= VALIDATION_ROWS:
-            validate_pending_calls()
-        del calls, buckets, coverage, hourly, daily
+        if pending_rows >= VALIDATION_ROWS:
+            validation.submit(pending_calls, {}, build_docs=False)
+            pending_calls.clear()
+            pending_rows = 0
+        del buckets, coverage, hourly, daily
+    connection.close()
     if pending_calls or pending_hourly:
         validation.submit(pending_calls, pending_hourly, build_docs=True)
     validation.wait()

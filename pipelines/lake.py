@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PARTITION_FILE = "part.parquet"
 COMPRESSION = "zstd"
+ROW_GROUP_ROWS = 1 << 20
 
 COVERAGE = "coverage"
 QUARANTINE_SCHEMA = pa.schema(
@@ -53,12 +54,31 @@ def partition_dir(lake_dir: Path, table: str, day: dt.date) -> Path:
 
 def write_partition(lake_dir: Path, table: str, day: dt.date, data: pa.Table) -> Path:
     """Replace one day's partition atomically with ``data`` (already in the table's schema)."""
+    return write_partition_batches(lake_dir, table, day, data.schema, [data])
+
+
+def write_partition_batches(
+    lake_dir: Path,
+    table: str,
+    day: dt.date,
+    schema: pa.Schema,
+    parts: Iterable[pa.Table | pa.RecordBatch],
+) -> Path:
+    """Replace one day's partition atomically with ``parts`` written one after another.
+
+    Each part goes to disk as it comes, so a day larger than memory can be written from
+    a stream; the partition appears (``os.replace``) only once the file is complete.
+    """
     target_dir = partition_dir(lake_dir, table, day)
     target_dir.mkdir(parents=True, exist_ok=True)
     final_path = target_dir / PARTITION_FILE
     temporary_path = target_dir / f".{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(data, temporary_path, compression=COMPRESSION, row_group_size=1 << 20)
+        with pq.ParquetWriter(temporary_path, schema, compression=COMPRESSION) as writer:
+            for part in parts:
+                if isinstance(part, pa.RecordBatch):
+                    part = pa.Table.from_batches([part])
+                writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
         with open(temporary_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary_path, final_path)

@@ -138,6 +138,7 @@ def main() -> None:
         if data is None:
             data = Path(temporary) / "replay"
             subprocess.run([sys.executable, str(REPLAY_TOOL), str(data)], check=True)
+        print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         results = [measure(mode, data) for mode in
                    ("arrow-read", "pandas", "usagecast", "usagecast-no-gx")]
         by_mode = {result["mode"]: result for result in results}
@@ -156,6 +157,7 @@ def main() -> None:
             result = measure("usagecast", scaled)
             print(f"usagecast x{args.scale}: {result['rows']:,} rows in "
                   f"{result['seconds']:.0f}s, peak {result['peak_mb']:.0f} MB")
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

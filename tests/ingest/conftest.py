@@ -21,3 +21,16 @@ def write(tmp_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture(autouse=True, params=["in-memory", "on-disk"])
+def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every ingest test on both ways a day of calls is merged.
+
+    Small days are merged in Arrow and large ones by DuckDB on disk
+    (``pipelines.daymerge.IN_MEMORY_ROWS``); with the threshold at zero every day takes
+    the on-disk path, so each behaviour is checked on both.
+    """
+    if request.param == "on-disk":
+        monkeypatch.setattr("pipelines.daymerge.IN_MEMORY_ROWS", 0)
+    return request.param
