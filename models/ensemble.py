@@ -12,6 +12,11 @@ hold. Why so strict: on the real benchmark series, with three inner folds, freel
 chosen per-unit weights fitted fold noise and lost to the pooled ones on average.
 The interval width factor is the one whose CV coverage of p10..p90 is closest to 80%.
 
+A bucket no CV row reaches (folds with a 7-day horizon say nothing of days 8-35) takes
+the weights of the nearest shorter bucket that has them: the longest horizon scored is
+the nearest evidence there is. A resolution with no CV row at all gets
+``fallback_weights``: the seasonal naive alone.
+
 ``learn_month_interval`` does the same for sums of days (the rest of a month): it
 chooses how the daily p10/p90 distances add up (see ``pipelines.cost``) so that the
 k-day sums inside the CV folds are covered about 80% of the time.
@@ -143,12 +148,44 @@ def _as_dict(members: list[str], weights: np.ndarray) -> dict[str, float]:
     return {name: round(float(w), 6) for name, w in zip(members, weights, strict=True)}
 
 
+def fallback_weights(resolution: str) -> dict:
+    """Weights for a resolution without any scored CV fold: the seasonal naive alone.
+
+    Why the naive and not an equal mix: with no fold there is no evidence about any
+    member, and the naive is the one that needs none. It fits nothing, so it cannot
+    overfit a few days; it is the scale every MASE is measured against, so the forecast
+    is the baseline rather than an untested claim to beat it; and an equal mix is not
+    neutral but adds a fitted member (Prophet on a few days, no weekly seasonality)
+    whose error nobody has seen.
+    """
+    return {
+        **{str(index): {"snaive": 1.0} for index in range(len(HORIZON_BUCKETS[resolution]))},
+        UNIT_WEIGHTS_KEY: {},
+    }
+
+
+def _borrow_missing_buckets(resolution: str, weights: dict, per_unit: dict) -> None:
+    """Give a bucket without CV rows the (pooled and unit) weights of the nearest shorter one."""
+    for index in range(1, len(HORIZON_BUCKETS[resolution])):
+        if str(index) in weights or str(index - 1) not in weights:
+            continue
+        weights[str(index)] = dict(weights[str(index - 1)])
+        for unit in per_unit.values():
+            if str(index - 1) in unit:
+                unit[str(index)] = dict(unit[str(index - 1)])
+        logger.info(
+            "%s bucket %s has no CV rows: it uses the weights of bucket %s", resolution,
+            HORIZON_BUCKETS[resolution][index], HORIZON_BUCKETS[resolution][index - 1],
+        )
+
+
 def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
     """Weights of one resolution from its CV frame (rows with ``y``).
 
     Returns ``{bucket: {member: weight}}`` (pooled over all units) plus, under
     ``UNIT_WEIGHTS_KEY``, ``{unit_key(series, target): {bucket: {member: weight}}}`` for
-    the units with CV evidence of their own; ``combine`` reads both.
+    the units with CV evidence of their own; ``combine`` reads both. A bucket without
+    CV rows gets the weights of the nearest shorter bucket (none when bucket 0 has none).
     """
     cv = cv[cv["resolution"] == resolution]
     weights: dict = {}
@@ -169,6 +206,7 @@ def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
             resolution, HORIZON_BUCKETS[resolution][index], weights[str(index)],
             len(learned["units"]),
         )
+    _borrow_missing_buckets(resolution, weights, per_unit)
     weights[UNIT_WEIGHTS_KEY] = per_unit
     return weights
 
