@@ -60,12 +60,32 @@ def _pivot(cv: pd.DataFrame, column: str, members: list[str]) -> pd.DataFrame:
     return cv.pivot_table(index=keys, columns="member", values=column, aggfunc="first")[members]
 
 
-def _pooled_choice(errors: np.ndarray, totals: np.ndarray) -> int:
-    """Candidate with the lowest mean unit WAPE; ``errors`` (unit, cand), ``totals`` (unit,)."""
+TIE_TOLERANCE = 1e-9
+"""Relative score difference under which two candidate weightings tie."""
+
+
+def _least_with_naive_first(scores: np.ndarray, naive_share: np.ndarray) -> int:
+    """The lowest score; among ties, the candidate with most weight on the seasonal naive.
+
+    Why: members that forecast the same (the seasonal median on one season is the
+    naive) tie, and without this the float noise of the sums would pick their mix; the
+    naive is the member that needs no evidence, so an undecided tie goes to it.
+    """
+    best = scores.min()
+    tied = np.flatnonzero(scores <= best + TIE_TOLERANCE * max(abs(best), 1.0))
+    return int(tied[np.argmax(naive_share[tied])])
+
+
+def _pooled_choice(errors: np.ndarray, totals: np.ndarray, naive_share: np.ndarray) -> int:
+    """Candidate with the lowest mean unit WAPE; ``errors`` (unit, cand), ``totals`` (unit,).
+
+    ``naive_share`` (cand,) is each candidate's seasonal-naive weight, for ties.
+    """
     scored = totals > 0
     if not scored.any():
-        return int(np.argmin(errors.sum(axis=0)))
-    return int(np.argmin((errors[scored] / totals[scored][:, None]).mean(axis=0)))
+        return _least_with_naive_first(errors.sum(axis=0), naive_share)
+    scores = (errors[scored] / totals[scored][:, None]).mean(axis=0)
+    return _least_with_naive_first(scores, naive_share)
 
 
 def _summed_errors(
@@ -113,10 +133,16 @@ def _bucket_weights(rows: pd.DataFrame) -> dict | None:
     cell_totals = cell_totals.reshape(n_units, n_origins)
     cell_rows = np.bincount(cell, minlength=n_units * n_origins).reshape(n_units, n_origins)
 
-    pooled = candidates[_pooled_choice(cell_errors.sum(axis=1), cell_totals.sum(axis=1))]
+    naive_share = (
+        candidates[:, member_names.index("snaive")] if "snaive" in member_names
+        else np.zeros(len(candidates))
+    )
+    pooled = candidates[
+        _pooled_choice(cell_errors.sum(axis=1), cell_totals.sum(axis=1), naive_share)
+    ]
     pooled_without = [
         candidates[_pooled_choice(np.delete(cell_errors, o, axis=1).sum(axis=1),
-                                  np.delete(cell_totals, o, axis=1).sum(axis=1))]
+                                  np.delete(cell_totals, o, axis=1).sum(axis=1), naive_share)]
         for o in range(n_origins)
     ]
     unit_weights = {}
