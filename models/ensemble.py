@@ -12,10 +12,12 @@ hold. Why so strict: on the real benchmark series, with three inner folds, freel
 chosen per-unit weights fitted fold noise and lost to the pooled ones on average.
 The interval width factor is the one whose CV coverage of p10..p90 is closest to 80%.
 
-A bucket no CV row reaches (folds with a 7-day horizon say nothing of days 8-35) takes
-the weights of the nearest shorter bucket that has them: the longest horizon scored is
-the nearest evidence there is. A resolution with no CV row at all gets
-``fallback_weights``: the seasonal naive alone.
+A bucket no CV row reaches (folds with a 7-day horizon say nothing of days 8-35) gets
+no weights, and ``combine`` forecasts it with the seasonal naive alone; a resolution
+with no CV row at all gets ``fallback_weights``, the same. Why not the weights of the
+nearest scored bucket: errors over a few days do not carry to weeks ahead (Prophet's
+trend, fitted on a few days, drifts further every day while the naive's error does
+not grow), so there is no evidence about the members there either.
 
 ``learn_month_interval`` does the same for sums of days (the rest of a month): it
 chooses how the daily p10/p90 distances add up (see ``pipelines.cost``) so that the
@@ -190,28 +192,13 @@ def fallback_weights(resolution: str) -> dict:
     }
 
 
-def _borrow_missing_buckets(resolution: str, weights: dict, per_unit: dict) -> None:
-    """Give a bucket without CV rows the (pooled and unit) weights of the nearest shorter one."""
-    for index in range(1, len(HORIZON_BUCKETS[resolution])):
-        if str(index) in weights or str(index - 1) not in weights:
-            continue
-        weights[str(index)] = dict(weights[str(index - 1)])
-        for unit in per_unit.values():
-            if str(index - 1) in unit:
-                unit[str(index)] = dict(unit[str(index - 1)])
-        logger.info(
-            "%s bucket %s has no CV rows: it uses the weights of bucket %s", resolution,
-            HORIZON_BUCKETS[resolution][index], HORIZON_BUCKETS[resolution][index - 1],
-        )
-
-
 def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
     """Weights of one resolution from its CV frame (rows with ``y``).
 
     Returns ``{bucket: {member: weight}}`` (pooled over all units) plus, under
     ``UNIT_WEIGHTS_KEY``, ``{unit_key(series, target): {bucket: {member: weight}}}`` for
     the units with CV evidence of their own; ``combine`` reads both. A bucket without
-    CV rows gets the weights of the nearest shorter bucket (none when bucket 0 has none).
+    CV rows has no entry: ``combine`` gives it the seasonal naive alone.
     """
     cv = cv[cv["resolution"] == resolution]
     weights: dict = {}
@@ -232,7 +219,6 @@ def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
             resolution, HORIZON_BUCKETS[resolution][index], weights[str(index)],
             len(learned["units"]),
         )
-    _borrow_missing_buckets(resolution, weights, per_unit)
     weights[UNIT_WEIGHTS_KEY] = per_unit
     return weights
 

@@ -32,8 +32,8 @@ def test_weights_follow_the_member_that_was_right_in_each_bucket():
     weights = learn_weights(cv, "hour")
     assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
     assert weights["2"] == {"lightgbm": 0.0, "snaive": 1.0}
-    # No CV row in bucket 1 (h 7-24): it takes bucket 0's weights, the nearest shorter.
-    assert weights["1"] == {"lightgbm": 1.0, "snaive": 0.0}
+    # No CV row in bucket 1 (h 7-24): no weights (``combine`` uses the naive alone).
+    assert "1" not in weights
 
 
 def test_combine_mixes_quantiles_with_bucket_weights():
@@ -96,10 +96,7 @@ def test_a_unit_keeps_its_own_weights_only_when_they_win_every_held_out_fold():
                    + [_unit_rows("c", WEEKS[-1], 100.0, 120.0, 100.0)])
     weights = learn_weights(cv, "hour")
     assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
-    # Buckets 1 and 2 (no CV rows) take bucket 0's weights, b's own ones included.
-    b_own = {"lightgbm": 0.0, "snaive": 1.0}
-    assert weights["units"] == {"b|requests": {"0": b_own, "1": b_own, "2": b_own}}
-    assert weights["2"] == {"lightgbm": 1.0, "snaive": 0.0}
+    assert weights["units"] == {"b|requests": {"0": {"lightgbm": 0.0, "snaive": 1.0}}}
 
 
 def test_a_unit_whose_best_member_flips_between_folds_keeps_the_pooled_weights():
