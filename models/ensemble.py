@@ -15,9 +15,9 @@ The interval width factor is the one whose CV coverage of p10..p90 is closest to
 A bucket no CV row reaches (folds with a 7-day horizon say nothing of days 8-35) gets
 no weights, and ``combine`` forecasts it with the seasonal naive alone; a resolution
 with no CV row at all gets ``fallback_weights``, the same. Why not the weights of the
-nearest scored bucket: errors over a few days do not carry to weeks ahead (Prophet's
-trend, fitted on a few days, drifts further every day while the naive's error does
-not grow), so there is no evidence about the members there either.
+nearest scored bucket: errors over a few days do not carry to weeks ahead (a trend
+Prophet fits on a few days drifts further every day, while the naive stays at last
+week's level), so there is no evidence about the members there either.
 
 ``learn_month_interval`` does the same for sums of days (the rest of a month): it
 chooses how the daily p10/p90 distances add up (see ``pipelines.cost``) so that the
