@@ -9,6 +9,12 @@ are cheap to refit and three folds give a unit only three values per horizon ste
 learn its ensemble weights from. Every model of a fold is trained on data before the
 fold's origin only: the callers pass ``history[ds < origin]`` views through
 ``unit_series``.
+
+A history too short for any such daily fold (under three weeks) gets short folds
+instead (``short_daily_origins``): one full season of training is enough, and a fold
+may be scored on fewer days than its horizon. They are used only then, because a
+fold's training should be about as long as the real origin's: with three weeks or
+more the two-week folds exist and say more.
 """
 
 from __future__ import annotations
@@ -28,7 +34,37 @@ logger = logging.getLogger(__name__)
 HOURLY_HORIZON = 48
 HOURLY_STEP = 168
 MIN_TRAIN = {"hour": pd.Timedelta(hours=48), "day": pd.Timedelta(days=14)}
+SHORT_MIN_TRAIN = pd.Timedelta(days=7)
+"""Training before a short daily fold: one weekly season, what the seasonal members need."""
 DAILY_FOLD_FACTOR = 2
+
+
+def short_daily_origins(
+    first_day: pd.Timestamp, as_of: pd.Timestamp, horizon: int, count: int
+) -> list[pd.Timestamp]:
+    """Daily origins for a history too short for two weeks of training before a fold.
+
+    The regular origins (``horizon`` days apart back from ``as_of``) that leave one
+    season of training; when none does, the one origin one season after the first day,
+    scored on the days between it and ``as_of`` (``attach_actuals`` drops the rest).
+    Empty when not even that fits (under 8 days): ``evaluate`` then falls back to the
+    seasonal naive.
+
+    Why each member's score on such a fold says something about the real origin: the
+    real origin has under three weeks of history too, so the members are in the same
+    state there. The seasonal naive repeats the one week it has in both. The seasonal
+    median over one season is the seasonal naive (ties in the weights go to the naive);
+    at a real origin with 8-13 days it mixes in part of a second week, which the fold
+    does not test. Prophet gets no weekly seasonality under 14 days, in the fold and at
+    the real origin alike. The global LightGBM often has too few training rows to exist
+    at all; a member missing from the fold gets no weight.
+    """
+    full = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(count)]
+    full = [origin for origin in full if origin - first_day >= SHORT_MIN_TRAIN]
+    if full:
+        return sorted(full)
+    earliest = first_day + SHORT_MIN_TRAIN
+    return [earliest] if earliest < as_of else []
 
 
 def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
@@ -50,6 +86,12 @@ def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
         daily_folds = DAILY_FOLD_FACTOR * folds
         origins = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(daily_folds)]
         origins = [o for o in origins if o - first_day >= MIN_TRAIN["day"]]
+        if not origins:
+            origins = short_daily_origins(first_day, as_of, horizon, daily_folds)
+            logger.info(
+                "%d days of history: no daily fold with two weeks of training fits; short "
+                "folds with one week of training at %s", span_days, [str(o) for o in origins],
+            )
         plan["day"] = {"horizon": horizon, "origins": sorted(o.isoformat() for o in origins)}
     for resolution, entry in plan.items():
         if len(entry["origins"]) < folds:

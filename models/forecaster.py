@@ -29,6 +29,8 @@ TRAIN_HORIZON = {"hour": 48, "day": 35}
 OUTPUT_COLUMNS = ["series_id", "resolution", "target", "ds", "p10", "p50", "p90"]
 UNIT_WEIGHTS_KEY = "units"
 """Key of a resolution's weights that holds the per-unit weights (see ``models.ensemble``)."""
+NAIVE_ONLY = {"snaive": 1.0}
+"""The weights of a horizon bucket without CV evidence: the seasonal naive alone."""
 
 
 def unit_key(series_id: str, target: str) -> str:
@@ -139,7 +141,10 @@ def combine(
     ``weights[str(bucket)][member]`` are the pooled weights; a unit listed under
     ``weights[UNIT_WEIGHTS_KEY][unit_key(series, target)][str(bucket)]`` uses its own
     instead (a unit unseen at training, or a bucket it has none for, uses the pooled
-    ones). A member missing for a unit has its weight shared out over the others.
+    ones). A bucket with no weights at all (no CV evidence) is the seasonal naive alone
+    (see ``models.ensemble.fallback_weights``). A member missing for a unit has its
+    weight shared out over the others; when every weighted member is missing, the
+    members present are mixed equally.
     ``width_factor`` widens or narrows the interval around the median (learned from CV
     coverage).
     """
@@ -148,7 +153,7 @@ def combine(
     per_unit = weights.get(UNIT_WEIGHTS_KEY, {})
     units = [unit_key(s, t) for s, t in zip(frame["series_id"], frame["target"], strict=True)]
     frame["weight"] = [
-        per_unit.get(unit, {}).get(str(b), weights.get(str(b), {})).get(member, 0.0)
+        per_unit.get(unit, {}).get(str(b), weights.get(str(b), NAIVE_ONLY)).get(member, 0.0)
         for unit, b, member in zip(units, bucket, frame["member"], strict=True)
     ]
     keys = ["series_id", "target", "ds", "h"]

@@ -229,33 +229,34 @@ def _load_global_models(global_output: str) -> dict:
 def evaluate(history, plan: dict, member_cv):
     """Actuals, learned ensemble and its CV rows: (cv with ensemble, weights, width factors).
 
-    Known shortcoming: a resolution with no scored inner fold (e.g. daily, when the
-    history is under three weeks) gets no weights, and ``combine`` then mixes the
-    members equally. Nothing better is learnable there: an origin inside a history of
-    one season leaves the weekly members without a full season, so their errors there
-    say little about the real origin. On the benchmark's 14-day ELB series this mix
-    loses to the seasonal naive at d7 (bench/accuracy/README.md).
+    A daily history of 8 to 20 days is scored on short folds (``models.cv``). A
+    resolution with no scored fold at all (under 8 days of daily history) gets
+    ``fallback_weights``, the seasonal naive alone: nothing is learnable there, since
+    an origin inside one season leaves the weekly members without a full season.
     """
     import pandas as pd
 
     from models.cv import attach_actuals
-    from models.ensemble import learn_weights, learn_width_factor
+    from models.ensemble import fallback_weights, learn_weights, learn_width_factor
     from models.forecaster import combine
 
     as_of = pd.Timestamp(plan["as_of"])
     scored, weights, widths = [], {}, {}
-    if member_cv.empty:
-        logger.warning("no CV fold fits the history: members will be mixed with equal weights")
-        return pd.DataFrame(), weights, widths
     for resolution in plan["folds"]:
-        members = member_cv[member_cv["resolution"] == resolution]
+        members = (
+            member_cv[member_cv["resolution"] == resolution] if not member_cv.empty
+            else member_cv
+        )
+        if not members.empty:
+            members = attach_actuals(members, history, resolution, as_of)
         if members.empty:
+            weights[resolution] = fallback_weights(resolution)
             logger.warning(
-                "no %s CV fold fits the history: the %s members will be mixed with equal "
-                "weights; more history gives them learned ones", resolution, resolution,
+                "no %s CV fold fits the history (or none has an observed actual): the %s "
+                "forecast is the seasonal naive alone until the history has room for one "
+                "(see models.cv)", resolution, resolution,
             )
             continue
-        members = attach_actuals(members, history, resolution, as_of)
         weights[resolution] = learn_weights(members, resolution)
         mixed = []
         for origin, group in members.groupby("origin"):

@@ -32,3 +32,36 @@ def test_daily_folds_stop_where_two_weeks_of_training_no_longer_fit():
     assert plan["day"]["origins"] == [
         (as_of - pd.Timedelta(days=k)).isoformat() for k in (14, 7)
     ]
+
+
+def _daily_origins(days: int) -> list[str]:
+    """The daily fold origins planned for a history of ``days`` days from 2026-01-01."""
+    as_of = pd.Timestamp("2026-01-01") + pd.Timedelta(days=days)
+    plan = plan_folds(_hourly_history(days), as_of, 3)
+    assert plan["day"]["horizon"] == 7
+    return plan["day"]["origins"]
+
+
+def test_ten_and_twelve_days_get_one_partial_fold_one_week_after_the_first_day():
+    # 2026-01-08 leaves 7 days of training (Jan 1-7); it is scored on Jan 8-10 (10 days)
+    # or Jan 8-12 (12 days), fewer than its 7-day horizon.
+    assert _daily_origins(10) == ["2026-01-08T00:00:00"]
+    assert _daily_origins(12) == ["2026-01-08T00:00:00"]
+
+
+def test_fourteen_and_twenty_days_get_one_full_week_fold_before_the_as_of_day():
+    # 14 days: as_of - 7 = Jan 8, 7 days of training; 20 days: as_of - 7 = Jan 14, 13
+    # days of training; as_of - 14 = Jan 7 would leave 6 days, under one season.
+    assert _daily_origins(14) == ["2026-01-08T00:00:00"]
+    assert _daily_origins(20) == ["2026-01-14T00:00:00"]
+
+
+def test_short_folds_are_only_used_where_no_two_week_fold_fits():
+    # 21 days: as_of - 7 = Jan 15 leaves the regular 14 days; the short fold at Jan 8
+    # (7 days of training, unlike the real origin's 21) is not added.
+    assert _daily_origins(21) == ["2026-01-15T00:00:00"]
+
+
+def test_no_daily_fold_without_one_season_of_training_and_one_day_to_score():
+    assert _daily_origins(7) == []
+    assert _daily_origins(8) == ["2026-01-08T00:00:00"]

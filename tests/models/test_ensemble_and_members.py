@@ -32,6 +32,7 @@ def test_weights_follow_the_member_that_was_right_in_each_bucket():
     weights = learn_weights(cv, "hour")
     assert weights["0"] == {"lightgbm": 1.0, "snaive": 0.0}
     assert weights["2"] == {"lightgbm": 0.0, "snaive": 1.0}
+    # No CV row in bucket 1 (h 7-24): no weights (``combine`` uses the naive alone).
     assert "1" not in weights
 
 
