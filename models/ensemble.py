@@ -40,6 +40,8 @@ GRID_STEP = 0.05
 WIDTH_FACTORS = np.round(np.arange(0.5, 3.01, 0.05), 2)
 MONTH_CORRELATIONS = np.round(np.arange(0.0, 1.001, 0.05), 2)
 MONTH_SPREAD_FACTORS = np.round(np.arange(1.05, 4.001, 0.05), 2)
+MIN_MONTH_FOLDS = 2
+"""Fold origins a learned month interval needs: one fold is one sample of its level error."""
 SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate shares of a unit's own weights (the rest pooled), smallest first: ties pool."""
 MIN_UNIT_FOLDS = 4
@@ -323,17 +325,25 @@ def learn_month_interval(
     dependent, so the choice varies from one training to the next: ``bench/cost``
     measures the coverage out of sample.
 
-    Known shortcoming: from a single short fold (a history of 8-20 days) the choice
-    rests on one week of one fold. On bench/cost's replay series as of March 20 (one
-    7-day fold) it learned correlation 0.05, and the interval covered 3 of the 7 months
-    (the setting's 0.75 covered 6). A floor on the folds behind a learned rule, below
-    which the setting is used, would fix it; it is not chosen yet, because the only
-    evidence for a threshold is this bench's seven series.
+    Nothing is learned (None: the caller falls back to the setting) from fewer than
+    ``MIN_MONTH_FOLDS`` fold origins. The windows of one fold share that fold's level
+    error, so the folds, not the windows, are the independent samples of what makes a
+    month sum miss, and one fold is a single sample of it. Two are still few: the rule
+    then varies a lot from one training to the next (measured by bench/cost). (Seen on
+    bench/cost's replay series as of March 20: from one 7-day fold the rule learned
+    correlation 0.05 and covered 3 of the 7 months; the setting's 0.75 covered 6.)
     """
     if ensemble_cv.empty:
         return None
     windows = window_sums(ensemble_cv, max_days)
     if windows.empty:
+        return None
+    folds = int(windows["origin"].nunique())
+    if folds < MIN_MONTH_FOLDS:
+        logger.info(
+            "month interval not learned: %d CV fold(s), fewer than %d; the setting's "
+            "correlation applies", folds, MIN_MONTH_FOLDS,
+        )
         return None
     candidates = month_interval_candidates()
     coverages = np.array([sum_coverage(windows, rho, factor) for rho, factor in candidates])
@@ -344,7 +354,7 @@ def learn_month_interval(
         "spread_factor": spread_factor,
         "cv_coverage": float(coverages[best]),
         "windows": len(windows),
-        "folds": int(windows["origin"].nunique()),
+        "folds": folds,
         "target_coverage": target_coverage,
     }
     logger.info(

@@ -69,3 +69,11 @@ def test_spread_factor_widens_when_even_full_correlation_covers_too_little():
 
 def test_no_daily_cv_rows_learns_nothing():
     assert learn_month_interval(_fold(0, []).iloc[0:0]) is None
+
+
+def test_one_fold_learns_nothing_and_two_do():
+    # The two-day misses of the correlation test above, from one and then two origins.
+    folds = [_fold(10 * index, [10.0 + miss / 2, 10.0 + miss / 2])
+             for index, miss in enumerate([0.5, -1.2])]
+    assert learn_month_interval(folds[0]) is None
+    assert learn_month_interval(pd.concat(folds))["folds"] == 2
