@@ -33,16 +33,22 @@ def forecast_unit(unit: UnitSeries, horizon: int, spec: ResolutionSpec) -> pd.Da
         low, high = np.quantile(differences, [0.1, 0.9])
     else:
         low, high = -0.25 * abs(fallback), 0.25 * abs(fallback)
-    times = unit.end + pd.to_timedelta(steps * spec.step.value, unit="ns")
+    return _quantile_frame(unit, spec, steps, p50 + min(low, 0.0), p50, p50 + max(high, 0.0))
+
+
+def _quantile_frame(
+    unit: UnitSeries, spec: ResolutionSpec, steps: np.ndarray, p10, p50, p90
+) -> pd.DataFrame:
+    """A unit's forecast rows for ``steps`` (0-based), every quantile clipped at zero."""
     return pd.DataFrame(
         {
             "series_id": unit.series_id,
             "target": unit.target,
             "h": steps + 1,
-            "ds": times,
-            "p10": np.clip(p50 + min(low, 0.0), 0, None),
+            "ds": unit.end + pd.to_timedelta(steps * spec.step.value, unit="ns"),
+            "p10": np.clip(p10, 0, None),
             "p50": np.clip(p50, 0, None),
-            "p90": np.clip(p50 + max(high, 0.0), 0, None),
+            "p90": np.clip(p90, 0, None),
         }
     )
 
@@ -78,18 +84,7 @@ def median_forecast_unit(unit: UnitSeries, horizon: int, spec: ResolutionSpec) -
     slots[empty, 0] = fallback
     with np.errstate(all="ignore"):
         p10, p50, p90 = np.nanquantile(slots, [0.1, 0.5, 0.9], axis=1)
-    times = unit.end + pd.to_timedelta(steps * spec.step.value, unit="ns")
-    return pd.DataFrame(
-        {
-            "series_id": unit.series_id,
-            "target": unit.target,
-            "h": steps + 1,
-            "ds": times,
-            "p10": np.clip(p10, 0, None),
-            "p50": np.clip(p50, 0, None),
-            "p90": np.clip(p90, 0, None),
-        }
-    )
+    return _quantile_frame(unit, spec, steps, p10, p50, p90)
 
 
 def median_forecast(units: list[UnitSeries], horizon: int, spec: ResolutionSpec) -> pd.DataFrame:

@@ -424,39 +424,28 @@ def test_calls_schema_and_suite_list_the_same_columns() -> None:
     assert columns == [*CALLS_SCHEMA.names, "timestamp_day", "partition_day"]
 
 
+@pytest.mark.parametrize("handed_over", ["table", "partition file"])
 def test_a_day_larger_than_a_chunk_still_finds_a_request_id_repeated_across_it(
-    settings: Settings, cvs_day: tuple[pa.Table, pa.Table], monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    cvs_day: tuple[pa.Table, pa.Table],
+    monkeypatch: pytest.MonkeyPatch,
+    handed_over: str,
 ) -> None:
-    """Big days are validated in parts; every copy of one id must land in the same part."""
+    """Big days are validated in parts; every copy of one id must land in the same part.
+
+    Ingest hands over its staged partition files; a large one is read back in id-hash
+    parts, a table held in memory is split in request-id order.
+    """
     calls, hourly = cvs_day
     first_id = calls["request_id"][0].as_py()
     calls = edit(calls, "request_id", calls.num_rows - 1, first_id)
+    source = calls
+    if handed_over == "partition file":
+        source = lake.write_partition(settings.data_dir / "staged", "calls", CVS_DAY, calls)
     monkeypatch.setattr("pipelines.validate.CHUNK_ROWS", 7)
 
     with pytest.raises(DataQualityError) as raised:
-        validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly},
-                       now=day_interval(CVS_DAY)[1])
-
-    findings = raised.value.report.critical
-    assert [(f.expectation.split(" ")[0], f.column) for f in findings] == [
-        ("expect_column_values_to_be_unique", "request_id")
-    ]
-    assert f"request_id={first_id}" in findings[0].describe()
-    assert raised.value.report.rows_checked == calls.num_rows + hourly.num_rows
-
-
-def test_a_large_partition_file_read_back_in_parts_still_finds_a_repeated_request_id(
-    settings: Settings, cvs_day: tuple[pa.Table, pa.Table], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ingest hands its staged partition files over; a big one is read in id-hash parts."""
-    calls, hourly = cvs_day
-    first_id = calls["request_id"][0].as_py()
-    calls = edit(calls, "request_id", calls.num_rows - 1, first_id)
-    path = lake.write_partition(settings.data_dir / "staged", "calls", CVS_DAY, calls)
-    monkeypatch.setattr("pipelines.validate.CHUNK_ROWS", 7)
-
-    with pytest.raises(DataQualityError) as raised:
-        validate_batch(settings, {CVS_DAY: path}, {CVS_DAY: hourly},
+        validate_batch(settings, {CVS_DAY: source}, {CVS_DAY: hourly},
                        now=day_interval(CVS_DAY)[1])
 
     findings = raised.value.report.critical
