@@ -418,8 +418,10 @@ def hourly_frame(
     (null for its first hour): hours outside every source's coverage are absent by
     design, so only holes inside a day's covered span count.
     ``requests_vs_trailing`` compares the day's mean requests per covered hour with the
-    series' mean over the trailing weeks, taken from the batch itself and the published
-    lake (the batch wins for its own days); null with fewer than a week of history.
+    series' mean on the same weekday over the trailing weeks (a quiet Sunday is measured
+    against Sundays, not against busy weekdays), taken from the batch itself and the
+    published lake (the batch wins for its own days); null with fewer than a week of
+    history.
     ``hour_age_hours`` is how long before ``now`` each hour began.
     """
     import pandas as pd
@@ -476,7 +478,8 @@ def _published_daily_rates(
 
 
 def _trailing_ratios(rates: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """For each (series, day) in ``targets``: its hourly rate over the trailing hourly rate."""
+    """For each (series, day) in ``targets``: its hourly rate over the trailing hourly rate
+    of the same weekday."""
     import numpy as np
     import pandas as pd
 
@@ -490,9 +493,12 @@ def _trailing_ratios(rates: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame
                 (history["utc_day"] < row.utc_day)
                 & (history["utc_day"] >= row.utc_day - dt.timedelta(days=TRAILING_DAYS))
             ]
-            hours = window["hours"].sum()
+            same_weekday = window[
+                window["utc_day"].map(dt.date.weekday) == row.utc_day.weekday()
+            ]
+            hours = same_weekday["hours"].sum()
             if window["utc_day"].nunique() >= TRAILING_MIN_DAYS and hours > 0:
-                trailing_rate = window["requests"].sum() / hours
+                trailing_rate = same_weekday["requests"].sum() / hours
                 if trailing_rate > 0:
                     ratio = (row.requests / row.hours) / trailing_rate
         ratios.append(np.nan if ratio is None else ratio)
