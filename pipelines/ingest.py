@@ -565,6 +565,9 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
                 day, stored_calls, _fix_lines(stage.take("calls", day, CALLS_SCHEMA),
                                               batch.line_maps), final_dir, settings.grain)
         elif staged_rows:
+            # A large day's merge and a GX run each take a few hundred MB: the previous
+            # validation finishes first, so that the two never hold memory at once.
+            validation.wait()
             staged_calls = stage.take_files("calls", day, CALLS_SCHEMA)
             merged = daymerge.merge_calls(
                 connection, stored_calls, staged_calls,
