@@ -32,7 +32,13 @@ import logging
 import numpy as np
 import pandas as pd
 
-from models.forecaster import HORIZON_BUCKETS, UNIT_WEIGHTS_KEY, bucket_of, unit_key
+from models.forecaster import (
+    HORIZON_BUCKETS,
+    NAIVE_ONLY,
+    UNIT_WEIGHTS_KEY,
+    bucket_of,
+    unit_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +195,7 @@ def fallback_weights(resolution: str) -> dict:
     whose error nobody has seen.
     """
     return {
-        **{str(index): {"snaive": 1.0} for index in range(len(HORIZON_BUCKETS[resolution]))},
+        **{str(index): dict(NAIVE_ONLY) for index in range(len(HORIZON_BUCKETS[resolution]))},
         UNIT_WEIGHTS_KEY: {},
     }
 
@@ -292,17 +298,26 @@ def window_sums(ensemble_cv: pd.DataFrame, max_days: int | None = None) -> pd.Da
     return windows
 
 
+def equicorrelated_spread(total, total_of_squares, correlation: float):
+    """Spread of a sum of parts from the sum and the sum of squares of their spreads.
+
+    ``sqrt((1 - rho) * sum(d_i^2) + rho * (sum d_i)^2)``: ``rho = 0`` treats the parts'
+    errors as independent, ``rho = 1`` as moving together. Works on scalars and arrays;
+    ``pipelines.cost`` builds month intervals with it and ``sum_coverage`` scores it.
+    """
+    variance = (1.0 - correlation) * total_of_squares + correlation * total**2
+    return np.sqrt(np.maximum(variance, 0.0))
+
+
 def sum_coverage(windows: pd.DataFrame, correlation: float, spread_factor: float) -> float:
     """Share of window sums inside the interval built by ``pipelines.cost``'s rule.
 
     Each window length counts equally (the rest of a month is any length from 1 to 31
     days), however many windows of that length the folds hold.
     """
-    low = spread_factor * np.sqrt(
-        (1 - correlation) * windows["low2"] + correlation * windows["low1"] ** 2
-    )
-    high = spread_factor * np.sqrt(
-        (1 - correlation) * windows["high2"] + correlation * windows["high1"] ** 2
+    low = spread_factor * equicorrelated_spread(windows["low1"], windows["low2"], correlation)
+    high = spread_factor * equicorrelated_spread(
+        windows["high1"], windows["high2"], correlation
     )
     inside = (windows["y"] >= (windows["p50"] - low).clip(lower=0)) & (
         windows["y"] <= windows["p50"] + high

@@ -118,13 +118,12 @@ def combine_spread(deviations: pd.Series | list[float], correlation: float) -> f
     """Spread of a sum from the spreads of its parts under equicorrelation ``correlation``."""
     import numpy as np
 
+    from models.ensemble import equicorrelated_spread
+
     values = np.asarray(deviations, dtype="float64")
     if values.size == 0:
         return 0.0
-    variance = (1.0 - correlation) * float(np.sum(values**2)) + correlation * float(
-        np.sum(values)
-    ) ** 2
-    return math.sqrt(max(variance, 0.0))
+    return float(equicorrelated_spread(values.sum(), np.sum(values**2), correlation))
 
 
 @dataclass(frozen=True)
