@@ -110,9 +110,8 @@ def member_forecasts(
     """Forecasts of each member (column ``member``) from the end of the units' history."""
     spec = spec_for(resolution)
     frames = []
-    wanted = members(config) if only is None else tuple(
-        name for name in only if name in members(config)
-    )
+    recipe = members(config)
+    wanted = recipe if only is None else tuple(name for name in only if name in recipe)
     if "snaive" in wanted:
         frames.append(naive.forecast(units, horizon, spec).assign(member="snaive"))
     if "smedian" in wanted:

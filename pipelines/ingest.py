@@ -545,7 +545,7 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
     pending_calls: dict[dt.date, Path] = {}
     pending_rows = 0
     pending_hourly: dict[dt.date, pa.Table] = {}
-    connection = daymerge.connect(stage.root / "duckdb")
+    connection = None  # DuckDB, opened for the first day too large to merge in memory
 
     def existing(table_name: str, day: dt.date, schema: pa.Schema) -> pa.Table:
         stored = lake.read_partition(lake_dir, table_name, day)
@@ -568,6 +568,8 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
             # A large day's merge and a GX run each take a few hundred MB: the previous
             # validation finishes first, so that the two never hold memory at once.
             validation.wait()
+            if connection is None:
+                connection = daymerge.connect(stage.root / "duckdb")
             staged_calls = stage.take_files("calls", day, CALLS_SCHEMA)
             merged = daymerge.merge_calls(
                 connection, stored_calls, staged_calls,
@@ -625,7 +627,8 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
             pending_calls.clear()
             pending_rows = 0
         del buckets, coverage, hourly, daily
-    connection.close()
+    if connection is not None:
+        connection.close()
     if pending_calls or pending_hourly:
         validation.submit(pending_calls, pending_hourly, build_docs=True)
     validation.wait()
