@@ -12,6 +12,15 @@ hold. Why so strict: on the real benchmark series, with three inner folds, freel
 chosen per-unit weights fitted fold noise and lost to the pooled ones on average.
 The interval width factor is the one whose CV coverage of p10..p90 is closest to 80%.
 
+Units do not all have the same members: a daily unit with hourly data has the members
+built on its hours, one known only by daily buckets does not. Weights are learned for
+each set of members some unit has, and for each such set without the members built on
+hours, pooled over every unit that has at least those members: the daily-only units'
+weights pool over all units on the members they share, and a daily-only unit unseen at
+training still finds weights learned for what it has. A unit uses the weights of its
+own set. The grid is as fine as ``MAX_CANDIDATES`` allows for the set's size
+(``grid_step``).
+
 A bucket no CV row reaches (folds with a 7-day horizon say nothing of days 8-35) gets
 no weights, and ``combine`` forecasts it with the seasonal naive alone; a resolution
 with no CV row at all gets ``fallback_weights``, the same. Why not the weights of the
@@ -28,21 +37,32 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 
 from models.forecaster import (
     HORIZON_BUCKETS,
+    HOUR_MEMBERS,
+    MEMBER_SETS_KEY,
     NAIVE_ONLY,
     UNIT_WEIGHTS_KEY,
     bucket_of,
+    member_set_key,
     unit_key,
 )
 
 logger = logging.getLogger(__name__)
 
-GRID_STEP = 0.05
+GRID_STEPS = (0.05, 0.1, 0.125, 0.2, 0.25, 0.5)
+"""Candidate grid steps of the weight simplex, finest first (see ``grid_step``)."""
+MAX_CANDIDATES = 3003
+"""Most grid points scored per bucket: six members on a 0.1 grid.
+
+Why a bound: the error matrix holds units x origins x candidates, and six members on
+the 0.05 grid of four would be 53,130 points (about 1.3 GB for 500 units and 6 folds).
+"""
 WIDTH_FACTORS = np.round(np.arange(0.5, 3.01, 0.05), 2)
 MONTH_CORRELATIONS = np.round(np.arange(0.0, 1.001, 0.05), 2)
 MONTH_SPREAD_FACTORS = np.round(np.arange(1.05, 4.001, 0.05), 2)
@@ -54,6 +74,18 @@ MIN_UNIT_FOLDS = 4
 """Held-out origins a unit's own weights must all win before they replace the pooled ones."""
 CANDIDATE_BLOCK = 64
 """Candidate weightings scored at once: bounds the memory of the error matrix."""
+
+
+def grid_step(count: int) -> float:
+    """The finest of ``GRID_STEPS`` whose simplex over ``count`` members fits the bound.
+
+    Four members keep the 0.05 grid (1,771 points); five and six get 0.1.
+    """
+    for step in GRID_STEPS:
+        ticks = int(round(1 / step))
+        if math.comb(ticks + count - 1, count - 1) <= MAX_CANDIDATES:
+            return step
+    return GRID_STEPS[-1]
 
 
 def _simplex(count: int, step: float) -> np.ndarray:
@@ -134,7 +166,7 @@ def _bucket_weights(rows: pd.DataFrame) -> dict | None:
     unit_codes, unit_names = pd.factorize(units)
     origin_codes, origin_names = pd.factorize(p50.index.get_level_values("origin"))
     n_units, n_origins = len(unit_names), len(origin_names)
-    candidates = _simplex(len(member_names), GRID_STEP)
+    candidates = _simplex(len(member_names), grid_step(len(member_names)))
     cell = unit_codes * n_origins + origin_codes
     # cell_errors[u, o, c]: unit u's absolute error at origin o with candidate c.
     cell_errors = _summed_errors(forecasts, actual, cell, n_units * n_origins, candidates)
@@ -200,34 +232,72 @@ def fallback_weights(resolution: str) -> dict:
     }
 
 
+def _member_sets(rows: pd.DataFrame) -> list[tuple[frozenset, list]]:
+    """Each set of members some unit has, with its units; the most common set first.
+
+    Ties go to the larger set, then to the names, so that the order is fixed. Each
+    set's members other than ``HOUR_MEMBERS`` follow as a set of its own (with the units
+    that have exactly it, often none), for the daily-only units seen or not.
+    """
+    present = rows.groupby(["series_id", "target"])["member"].agg(frozenset)
+    groups: dict[frozenset, list] = {}
+    for unit, names in present.items():
+        groups.setdefault(names, []).append(unit)
+    for names in list(groups):
+        groups.setdefault(names - frozenset(HOUR_MEMBERS), [])
+    groups.pop(frozenset(), None)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), -len(item[0]),
+                                                    sorted(item[0])))
+
+
 def learn_weights(cv: pd.DataFrame, resolution: str) -> dict:
     """Weights of one resolution from its CV frame (rows with ``y``).
 
-    Returns ``{bucket: {member: weight}}`` (pooled over all units) plus, under
-    ``UNIT_WEIGHTS_KEY``, ``{unit_key(series, target): {bucket: {member: weight}}}`` for
-    the units with CV evidence of their own; ``combine`` reads both. A bucket without
-    CV rows has no entry: ``combine`` gives it the seasonal naive alone.
+    Returns ``{bucket: {member: weight}}`` (pooled, for the set of members most units
+    have) plus, under ``UNIT_WEIGHTS_KEY``, ``{unit_key(series, target): {bucket:
+    {member: weight}}}`` for the units with CV evidence of their own, and under
+    ``MEMBER_SETS_KEY``, ``{member_set_key(members): {bucket: {member: weight}}}`` for
+    the other sets of members, each pooled over every unit that has them all (see the
+    module docstring); ``combine`` reads all three. A bucket without CV rows has no
+    entry: ``combine`` gives it the seasonal naive alone.
     """
     cv = cv[cv["resolution"] == resolution]
     weights: dict = {}
     per_unit: dict[str, dict] = {}
+    per_set: dict[str, dict] = {}
     for index in range(len(HORIZON_BUCKETS[resolution])):
         rows = cv[bucket_of(resolution, cv["h"].to_numpy()) == index]
-        learned = _bucket_weights(rows)
-        if learned is None:
+        if rows.empty:
             continue
-        members = learned["members"]
-        weights[str(index)] = _as_dict(members, learned["pooled"])
-        for (series_id, target), unit_w in learned["units"].items():
-            per_unit.setdefault(unit_key(series_id, target), {})[str(index)] = _as_dict(
-                members, unit_w
+        unit_keys = pd.MultiIndex.from_arrays([rows["series_id"], rows["target"]])
+        present = rows.groupby(["series_id", "target"])["member"].agg(frozenset)
+        for place, (names, own_units) in enumerate(_member_sets(rows)):
+            sharing = [unit for unit, has in present.items() if names <= has]
+            chosen = rows[unit_keys.isin(sharing) & rows["member"].isin(names)]
+            learned = _bucket_weights(chosen)
+            if learned is None:
+                continue
+            members = learned["members"]
+            pooled = _as_dict(members, learned["pooled"])
+            if place == 0:
+                weights[str(index)] = pooled
+            else:
+                per_set.setdefault(member_set_key(names), {})[str(index)] = pooled
+            own = set(own_units)
+            for (series_id, target), unit_w in learned["units"].items():
+                if (series_id, target) in own:
+                    per_unit.setdefault(unit_key(series_id, target), {})[str(index)] = (
+                        _as_dict(members, unit_w)
+                    )
+            logger.info(
+                "%s bucket %s weights %s, pooled over %d unit(s) (%d with exactly these "
+                "members); %d unit(s) won held-out folds with their own", resolution,
+                HORIZON_BUCKETS[resolution][index], pooled, len(sharing), len(own_units),
+                len([unit for unit in learned["units"] if unit in own]),
             )
-        logger.info(
-            "%s bucket %s pooled weights %s; %d unit(s) won held-out folds with their own",
-            resolution, HORIZON_BUCKETS[resolution][index], weights[str(index)],
-            len(learned["units"]),
-        )
     weights[UNIT_WEIGHTS_KEY] = per_unit
+    if per_set:
+        weights[MEMBER_SETS_KEY] = per_set
     return weights
 
 

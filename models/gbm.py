@@ -36,7 +36,11 @@ DEFAULT_PARAMS = {
 
 @dataclass
 class GlobalModel:
-    """The three quantile boosters of one resolution, with what they were trained for."""
+    """The three quantile boosters of one resolution, with what they were trained for.
+
+    ``resolution`` is the key the model is stored under: ``hour``, ``day``, or
+    ``day_hours`` (the hourly model behind the daily members built on hours).
+    """
 
     resolution: str
     max_horizon: int
@@ -63,8 +67,12 @@ def fit(
     countries: tuple[str, ...],
     params: dict | None = None,
     seed: int = 7,
+    key: str | None = None,
 ) -> GlobalModel | None:
-    """Train the quantile boosters on every unit's past origins; None when too little data."""
+    """Train the quantile boosters on every unit's past origins; None when too little data.
+
+    ``key`` is what the model is stored under (default: the spec's resolution).
+    """
     import lightgbm as lgb
 
     params = {**DEFAULT_PARAMS, **(params or {})}
@@ -89,7 +97,7 @@ def fit(
         "trained %s LightGBM on %d rows from %d units (horizon %d)",
         spec.resolution, len(rows), len(units), max_horizon,
     )
-    return GlobalModel(spec.resolution, max_horizon, boosters, columns)
+    return GlobalModel(key or spec.resolution, max_horizon, boosters, columns)
 
 
 def predict(

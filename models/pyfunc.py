@@ -1,10 +1,10 @@
 """The served model: an MLflow pyfunc that forecasts from the history it is given.
 
-What is stored: the trained global LightGBM boosters (hourly and daily), the
-ensemble weights and interval width factors learned in CV, the month interval
-(how daily intervals add up over a month, also a version tag read by the forecast
-step) and the recipe config.
-Per-unit Prophet and the seasonal naive are refit on the history passed to
+What is stored: the trained global LightGBM boosters (hourly, daily, and the hourly
+one behind the daily members built on hours), the ensemble weights and interval
+width factors learned in CV, the month interval (how daily intervals add up over a
+month, also a version tag read by the forecast step) and the recipe config.
+Per-unit Prophet and the seasonal baselines are refit on the history passed to
 ``predict`` (they are cheap and must see the latest data); the global models use
 that history only through their lag features.
 """
@@ -20,9 +20,15 @@ import numpy as np
 import pandas as pd
 
 from features.history import check_history, history_days, unit_series
-from features.lagged import spec_for
 from models import gbm
-from models.forecaster import OUTPUT_COLUMNS, RecipeConfig, combine, member_forecasts
+from models.forecaster import (
+    DAY_HOURS,
+    OUTPUT_COLUMNS,
+    RecipeConfig,
+    combine,
+    member_forecasts,
+    model_spec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +69,7 @@ def load_bundle(directory: Path) -> dict:
             name: (Path(directory) / file).read_text() for name, file in stored["files"].items()
         }
         models[resolution] = gbm.load(
-            resolution, stored["max_horizon"], strings, spec_for(resolution)
+            resolution, stored["max_horizon"], strings, model_spec(resolution)
         )
     bundle["models"] = models
     bundle["config"] = RecipeConfig.from_dict(bundle["config"])
@@ -89,7 +95,9 @@ def forecast_with_bundle(
         if not units:
             continue
         members = member_forecasts(
-            units, resolution, horizon, bundle["config"], bundle["models"].get(resolution)
+            units, resolution, horizon, bundle["config"], bundle["models"].get(resolution),
+            hourly_units=unit_series(history, "hour", as_of) if resolution == "day" else None,
+            hours_model=bundle["models"].get(DAY_HOURS),
         )
         if members.empty:
             continue

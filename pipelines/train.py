@@ -142,22 +142,35 @@ def cross_validate_members(history, folds: dict, config, only: tuple[str, ...] |
     """CV forecasts of the recipe's members (those in ``only`` when given) at every origin."""
     import pandas as pd
 
-    from models.forecaster import fit_global, member_forecasts, members, units_at
+    from models.forecaster import (
+        DAY_HOURS,
+        HOUR_MEMBERS,
+        LIGHTGBM_HOURS,
+        fit_global,
+        member_forecasts,
+        members,
+        units_at,
+    )
 
     wanted = members(config) if only is None else only
 
     frames = []
     for resolution, entry in folds.items():
+        on_hours = resolution == "day" and any(name in wanted for name in HOUR_MEMBERS)
         for origin_text in entry["origins"]:
             origin = pd.Timestamp(origin_text)
             units = units_at(history, resolution, origin)
             if not units:
                 continue
-            global_model = None
+            global_model = hours_model = None
             if "lightgbm" in wanted:
                 global_model = fit_global(history, resolution, origin, config)
+            if on_hours and LIGHTGBM_HOURS in wanted:
+                hours_model = fit_global(history, DAY_HOURS, origin, config)
             forecasts = member_forecasts(
-                units, resolution, entry["horizon"], config, global_model, only=wanted
+                units, resolution, entry["horizon"], config, global_model, only=wanted,
+                hourly_units=units_at(history, "hour", origin) if on_hours else None,
+                hours_model=hours_model,
             )
             if not forecasts.empty:
                 frames.append(forecasts.assign(origin=origin))
@@ -165,7 +178,7 @@ def cross_validate_members(history, folds: dict, config, only: tuple[str, ...] |
 
 
 def train_shard(settings, plan: dict, shard_index: int) -> str:  # noqa: ARG001
-    """CV of the per-unit models (seasonal naive and median, Prophet) for one shard."""
+    """CV of the per-unit models (seasonal naive and medians, Prophet) for one shard."""
     from models.forecaster import PER_UNIT_MEMBERS, RecipeConfig
 
     series = plan["shards"][shard_index]
@@ -183,18 +196,18 @@ def train_global(settings, plan: dict) -> str:  # noqa: ARG001
     import pandas as pd
 
     from models import gbm
-    from models.forecaster import RecipeConfig, fit_global
+    from models.forecaster import DAY_HOURS, GLOBAL_MEMBERS, RecipeConfig, fit_global
 
     history = _load_history(plan)
     config = RecipeConfig.from_dict(plan["config"])
     out_dir = Path(plan["run_dir"]) / "global"
     out_dir.mkdir(parents=True, exist_ok=True)
-    cv = cross_validate_members(history, plan["folds"], config, only=("lightgbm",))
+    cv = cross_validate_members(history, plan["folds"], config, only=GLOBAL_MEMBERS)
     _write_atomic_parquet(cv, out_dir / "cv.parquet")
 
     manifest = {}
     as_of = pd.Timestamp(plan["as_of"])
-    for resolution in ("hour", "day"):
+    for resolution in ("hour", "day", DAY_HOURS):
         model = fit_global(history, resolution, as_of, config)
         if model is None:
             continue
@@ -211,8 +224,8 @@ def _write_atomic_parquet(frame, path: Path) -> None:
 
 
 def _load_global_models(global_output: str) -> dict:
-    from features.lagged import spec_for
     from models import gbm
+    from models.forecaster import model_spec
 
     directory = Path(global_output)
     manifest = json.loads((directory / "models.json").read_text())
@@ -220,7 +233,7 @@ def _load_global_models(global_output: str) -> dict:
         resolution: gbm.load(
             resolution, stored["max_horizon"],
             {name: (directory / file).read_text() for name, file in stored["files"].items()},
-            spec_for(resolution),
+            model_spec(resolution),
         )
         for resolution, stored in manifest.items()
     }
@@ -338,13 +351,14 @@ def fit_recipe(history, as_of, config, folds: dict) -> dict:
     champion's recipe per origin with it. Returns a bundle as ``load_bundle`` does,
     for ``models.pyfunc.forecast_with_bundle``.
     """
-    from models.forecaster import fit_global
+    from models.forecaster import DAY_HOURS, fit_global
 
     before = history[history["ds"] < as_of]
     member_cv = cross_validate_members(before, folds, config)
     cv, weights, widths = evaluate(before, {"as_of": as_of.isoformat(), "folds": folds},
                                    member_cv)
-    models = {resolution: fit_global(before, resolution, as_of, config) for resolution in folds}
+    keys = [*folds, DAY_HOURS] if "day" in folds else list(folds)
+    models = {key: fit_global(before, key, as_of, config) for key in keys}
     return {
         "config": config, "weights": weights, "width_factors": widths,
         "models": {resolution: model for resolution, model in models.items() if model},

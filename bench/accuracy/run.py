@@ -35,7 +35,7 @@ from series import folds, horizon, load_series, to_daily  # noqa: E402
 
 from features.history import unit_series  # noqa: E402
 from models.cv import plan_folds  # noqa: E402
-from models.forecaster import RecipeConfig, combine, member_forecasts  # noqa: E402
+from models.forecaster import DAY_HOURS, RecipeConfig, combine, member_forecasts  # noqa: E402
 from pipelines.train import fit_recipe  # noqa: E402
 
 MODELS = ("champion", "snaive", "prophet", "lightgbm", "tutorial", "mstl", "autoets", "mlf_lgbm")
@@ -62,7 +62,11 @@ def champion_and_members(history: pd.DataFrame, origin: pd.Timestamp, evaluation
     bundle = fit_recipe(before, origin, config, inner)
     weights, widths = bundle["weights"], bundle["width_factors"]
     units = unit_series(before, resolution, origin)
-    members = member_forecasts(units, resolution, steps, config, bundle["models"].get(resolution))
+    members = member_forecasts(
+        units, resolution, steps, config, bundle["models"].get(resolution),
+        hourly_units=unit_series(before, "hour", origin) if resolution == "day" else None,
+        hours_model=bundle["models"].get(DAY_HOURS),
+    )
     mixed = combine(members, resolution, weights.get(resolution, {}), widths.get(resolution, 1.0))
     result: dict[str, dict[str, pd.DataFrame]] = {"champion": {}, "lightgbm": {}}
     for series, rows in mixed.groupby("series_id"):

@@ -10,7 +10,7 @@ from features.history import UnitSeries
 from features.lagged import DAILY, HOURLY
 from models import naive, prophet_unit
 from models.ensemble import learn_weights, learn_width_factor
-from models.forecaster import combine
+from models.forecaster import RecipeConfig, combine
 
 
 def _cv_rows(member: str, horizons, predictions, actuals) -> pd.DataFrame:
@@ -177,3 +177,108 @@ def test_the_in_memory_recipe_weighs_every_member_the_registered_one_does():
     bundle = fit_recipe(_daily_history(), pd.Timestamp("2026-02-05"), RecipeConfig(models=()),
                         folds)
     assert sorted(bundle["weights"]["day"]["0"]) == ["smedian", "snaive"]
+
+
+def _hourly_history(values: np.ndarray, start: str = "2026-01-05") -> pd.DataFrame:
+    ds = pd.date_range(start, periods=len(values), freq="h")
+    return pd.DataFrame({"series_id": "s", "resolution": "hour", "ds": ds,
+                         "target": "requests", "y": values})
+
+
+def test_the_hourly_seasonal_median_summed_per_day_ignores_bursts_of_a_few_hours():
+    from models.forecaster import SMEDIAN_HOURS, member_forecasts, units_at
+
+    # Four weeks of hours at 1 call each; in week 3 hours 0-5, in week 4 hours 6-11 of
+    # the weekday being forecast carry 100 calls.
+    values = np.ones(28 * 24)
+    values[14 * 24:14 * 24 + 6] = 100.0
+    values[21 * 24 + 6:21 * 24 + 12] = 100.0
+    history = _hourly_history(values)
+    as_of = pd.Timestamp("2026-02-02")
+    frame = member_forecasts(
+        units_at(history, "day", as_of), "day", 8, RecipeConfig(models=()), None,
+        hourly_units=units_at(history, "hour", as_of),
+    ).set_index(["member", "h"])["p50"]
+    # Every hour's median over the four weeks is 1: 24 a day. The daily median of the
+    # four day totals (24, 24, 618, 618) is 321; day 8 reuses day 1's weeks.
+    assert frame[(SMEDIAN_HOURS, 1)] == pytest.approx(24.0)
+    assert frame[(SMEDIAN_HOURS, 2)] == pytest.approx(24.0)
+    assert frame[("smedian", 1)] == pytest.approx(321.0)
+    assert frame[(SMEDIAN_HOURS, 8)] == pytest.approx(24.0)
+    assert frame.xs(SMEDIAN_HOURS).index.tolist() == list(range(1, 9))
+
+
+def test_the_hourly_lightgbm_member_sums_its_hours_for_the_first_week_only():
+    from features.lagged import HOURLY
+    from models import gbm
+    from models.forecaster import (
+        DAY_HOURS,
+        LIGHTGBM_HOURS,
+        fit_global,
+        member_forecasts,
+        units_at,
+    )
+
+    hours = np.arange(28 * 24)
+    values = 10.0 + 5.0 * np.sin(2 * np.pi * hours / 24) + (hours % 168 >= 120) * 3.0
+    history = _hourly_history(values)
+    as_of = pd.Timestamp("2026-02-02")
+    config = RecipeConfig(models=("lightgbm",))
+    model = fit_global(history, DAY_HOURS, as_of, config)
+    assert model.resolution == DAY_HOURS and model.max_horizon == 168
+    hourly_units = units_at(history, "hour", as_of)
+    frame = member_forecasts(units_at(history, "day", as_of), "day", 10, config, None,
+                             hourly_units=hourly_units, hours_model=model)
+    rows = frame[frame["member"] == LIGHTGBM_HOURS].sort_values("h")
+    # Days 1-7 only, each the sum of the model's 24 hourly forecasts of that day.
+    assert rows["h"].tolist() == list(range(1, 8))
+    assert rows["ds"].tolist() == list(pd.date_range(as_of, periods=7, freq="D"))
+    hourly = gbm.predict(model, hourly_units, HOURLY, 168, config.countries)
+    assert rows["p50"].to_numpy() == pytest.approx(
+        hourly["p50"].to_numpy().reshape(7, 24).sum(axis=1)
+    )
+    # Without the hourly units (a daily-only unit) neither member built on hours exists.
+    alone = member_forecasts(units_at(history, "day", as_of), "day", 10, config, None)
+    assert set(alone["member"]) == {"snaive", "smedian"}
+
+
+def test_grid_step_keeps_the_simplex_within_the_candidate_bound():
+    from models.ensemble import MAX_CANDIDATES, _simplex, grid_step
+
+    # 4 members: 1,771 points at 0.05; 5: 10,626 at 0.05, so 0.1 (1,001); 6: 3,003 at
+    # 0.1; 7: 8,008 at 0.1, so 0.125 (3,003).
+    assert [grid_step(count) for count in (2, 4, 5, 6, 7)] == [0.05, 0.05, 0.1, 0.1, 0.125]
+    assert len(_simplex(6, grid_step(6))) == 3003 == MAX_CANDIDATES
+
+
+def _set_rows(series: str, forecasts: dict, y: float) -> pd.DataFrame:
+    return pd.concat([
+        _cv_rows(member, [1, 2], [value] * 2, [y] * 2).assign(series_id=series,
+                                                                resolution="day")
+        for member, value in forecasts.items()
+    ])
+
+
+def test_units_without_the_members_on_hours_get_weights_learned_for_the_members_they_have():
+    from models.forecaster import MEMBER_SETS_KEY, SMEDIAN_HOURS
+
+    # h1, h2 (hourly data): smedian_hours exact, lightgbm 40% high, snaive 100% high.
+    # d (daily only): lightgbm 50% low, snaive 100% high.
+    hourly = {"snaive": 200.0, "lightgbm": 140.0, SMEDIAN_HOURS: 100.0}
+    cv = pd.concat([_set_rows("h1", hourly, 100.0), _set_rows("h2", hourly, 100.0),
+                    _set_rows("d", {"snaive": 200.0, "lightgbm": 50.0}, 100.0)])
+    weights = learn_weights(cv, "day")
+    # The set most units have, pooled over h1 and h2: smedian_hours alone is exact.
+    assert weights["0"] == {"lightgbm": 0.0, SMEDIAN_HOURS: 1.0, "snaive": 0.0}
+    # {lightgbm, snaive}, pooled over all three units: with lightgbm's share w the WAPEs
+    # are 1 - 0.6 w (h1, h2) and |1 - 1.5 w| (d); their mean is least at w = 2/3, which
+    # on the grid is 0.7 (mean 0.403; 0.65 gives 0.415).
+    assert weights[MEMBER_SETS_KEY] == {
+        "lightgbm+snaive": {"0": {"lightgbm": 0.7, "snaive": 0.3}}
+    }
+    # Served: d (and any daily-only unit) mixes 0.7 x 50 + 0.3 x 200 = 95, not an
+    # equal mix of its two members (the pooled weights have none on them).
+    served = cv.drop(columns=["y", "origin"]).assign(ds=pd.Timestamp("2026-01-05"))
+    mixed = combine(served[served["h"] == 1], "day", weights).set_index("series_id")["p50"]
+    assert mixed["d"] == pytest.approx(95.0)
+    assert mixed["h1"] == pytest.approx(100.0)
