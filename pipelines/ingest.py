@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pipelines import gxworker
 from pipelines.errors import InputError
 
 if TYPE_CHECKING:
@@ -473,18 +472,28 @@ BUCKET_CONTENT = ["bucket_start", "bucket_end", "provider", "model", "team", "re
 
 
 class _BackgroundValidation:
-    """Great Expectations in the worker process while this one goes on staging.
+    """Great Expectations on one worker thread while the main thread goes on staging.
 
-    The worker (``pipelines.gxworker``) imports GX and opens the project while files are
-    read, then validates each group of staged partitions as it is handed over, reading
-    them back from the staging folder itself; this process only passes paths (and the
-    small hourly tables). Validations run one at a time, in order. ``wait`` raises the
-    first error (a ``DataQualityError``) before anything is published; ``submit`` raises
-    it as soon as it is known, so a failed batch stops early.
+    GX is mostly Python and the staging mostly Arrow, which releases the GIL, so on two
+    cores the two overlap (GX's import and project set-up run while files are read).
+    Validations run one at a time, in order, and the next is handed over only when the
+    previous one is done, so memory stays bounded; ``wait`` raises the first error (a
+    ``DataQualityError``) before anything is published.
     """
 
     def __init__(self, settings: Settings) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Imported here, before the worker starts importing GX, so that both threads
+        # never import the same modules at once.
+        import pipelines.daymerge  # noqa: F401
+        import pipelines.formats.normalize  # noqa: F401
+        import pipelines.formats.readers  # noqa: F401
+        import pipelines.hourly  # noqa: F401
+        import pipelines.lake  # noqa: F401
+
         self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
         self.futures: list = []
         self.started = False
 
@@ -492,38 +501,20 @@ class _BackgroundValidation:
         """Set GX up in the background; called once there is something new to validate."""
         if not self.started:
             self.started = True
-            self.futures.append(gxworker.submit(_prepare_validation, self.settings))
+            self.futures.append(self.executor.submit(_prepare_validation, self.settings))
 
     def submit(self, calls_by_day: dict, hourly_by_day: dict, build_docs: bool) -> None:
         self.started = True
-        while self.futures and self.futures[0].done():
-            _result(self.futures.pop(0))
-        self.futures.append(gxworker.submit(
+        self.wait()
+        self.futures.append(self.executor.submit(
             _validate, self.settings, dict(calls_by_day), dict(hourly_by_day), build_docs))
 
     def wait(self) -> None:
         while self.futures:
-            _result(self.futures.pop(0))
+            self.futures.pop(0).result()
 
     def close(self) -> None:
-        """Drop what has not started and let the running validation end (its files go)."""
-        for future in self.futures:
-            future.cancel()
-        for future in self.futures:
-            with contextlib.suppress(BaseException):
-                future.result()
-        self.futures.clear()
-
-
-def _result(future):
-    """A validation's outcome; a worker that died is dropped so the next ingest starts one."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        gxworker.forget_broken()
-        raise
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _prepare_validation(settings: Settings) -> None:
