@@ -5,8 +5,8 @@
 
 Generates the full replay (2.74 million calls, 57 daily CSV files) with the shared
 replay tool unless ``--data`` points at one, then runs each contender in its own
-subprocess. Memory is that of the contender's whole process tree (the ingest hands
-Great Expectations to a worker process): every 10 ms the RSS of each process in the
+subprocess. Memory is that of the contender's whole process tree (so that a contender
+that starts processes is counted whole): every 10 ms the RSS of each process in the
 tree is read from ``/proc``; ``peak MB`` is the largest sampled sum, and ``bound MB``
 the sum of each process's own peak (``VmHWM``), an upper bound that no short spike
 between samples can escape. CPU seconds are the tree's user + system time
