@@ -462,7 +462,7 @@ def _merge_calls_in_memory(day: dt.date, stored: Path | None, new_calls: pa.Tabl
     if new_rows and not bool((timestamps[1:] >= timestamps[:-1]).all()):
         calls = calls.sort_by([("timestamp", "ascending")])
     merged.call_sums.append(hourly_call_sums(calls, grain))
-    lake.write_partition(final_dir, "calls", day, calls.cast(CALLS_SCHEMA))
+    lake.write_partition(final_dir, "calls", day, calls.cast(CALLS_SCHEMA), sync=False)
     return merged
 
 
@@ -574,7 +574,7 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
             merged = daymerge.merge_calls(
                 connection, stored_calls, staged_calls,
                 lambda parts, day=day: lake.write_partition_batches(
-                    final_dir, "calls", day, CALLS_SCHEMA, parts),
+                    final_dir, "calls", day, CALLS_SCHEMA, parts, sync=False),
                 settings.grain, fix_new_lines)
             for path in staged_calls:
                 path.unlink()
@@ -614,7 +614,7 @@ def _finalise(settings: Settings, batch: _Batch, final_dir: Path,
                                  ("usage_hourly", hourly), ("usage_daily", daily)):
             if table_name == "usage_buckets" and not new_bucket_count:
                 continue
-            lake.write_partition(final_dir, table_name, day, rows)
+            lake.write_partition(final_dir, table_name, day, rows, sync=False)
             written.append((table_name, day))
         batch.result.days_touched.append(day)
         if merged.rows:
@@ -685,7 +685,7 @@ def _stage_quarantine(lake_dir: Path, final_dir: Path, day: dt.date, rows: pa.Ta
     stored = lake.read_partition(lake_dir, "quarantine", day)
     if stored is not None:
         rows = pa.concat_tables([stored.cast(rows.schema), rows])
-    lake.write_partition(final_dir, "quarantine", day, rows)
+    lake.write_partition(final_dir, "quarantine", day, rows, sync=False)
 
 
 def ingest(
@@ -737,6 +737,9 @@ def ingest(
                  str(lake.partition_dir(lake_dir, name, day) / lake.PARTITION_FILE))
                 for name, day in written
             ]
+            # Staged partitions were written unsynced: all of them reach the disk, together,
+            # before the journal that makes them the batch's committed state.
+            lake.sync_files(final_dir)
             batch_dir.mkdir(parents=True, exist_ok=True)
             _write_json_atomically(batch_dir / JOURNAL,
                                    {"moves": moves, "manifest": manifest_entries})

@@ -53,6 +53,8 @@ holds its frame plus GX's own copies (a 300k-row run raised a warmed process by 
 and that, overlapping the next day's merge, sets the ingest's peak memory. 200k rows
 costs ~10% more GX time than 300k and keeps ten times the replay near 1 GB."""
 HOURLY_CHUNK_DAYS = 31
+DETAILED = "-details"
+"""Suffix of the checkpoint (and run name) that re-runs a suite for its offending rows."""
 ROW_KEYS = {CALLS_SUITE: ["source_file", "source_line"], HOURLY_SUITE: ["series_id", "hour"]}
 """Columns that locate an offending row in the messages (the failing value comes too)."""
 
@@ -162,6 +164,7 @@ class _GxProject:
 
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _skip_batch_fingerprints()
         self.context = gx.get_context(mode="file", project_root_dir=settings.data_dir)
         self.context.variables.progress_bars = {"globally": False}
         self.datasource = self.context.data_sources.add_or_update_pandas(DATASOURCE)
@@ -169,8 +172,13 @@ class _GxProject:
         self.checkpoints: dict[str, Any] = {}
         self.result_ids: list[Any] = []
 
-    def checkpoint(self, suite: str, available: frozenset[str]) -> Any:
-        """The checkpoint of the suite variant that fits what this run can check."""
+    def checkpoint(self, suite: str, available: frozenset[str]) -> tuple[Any, Any]:
+        """The screening and the detailed checkpoint of the suite variant that fits this run.
+
+        Both run the same validation definition (the same suite on the same data); the
+        screening one asks GX for ``BOOLEAN_ONLY`` results, the detailed one for
+        ``SUMMARY`` results with the offending rows' keys (see ``run``).
+        """
         missing = sorted(set(REQUIREMENTS) - available)
         variant = suite if not missing else f"{suite}-without-{'-'.join(missing)}"
         if variant in self.checkpoints:
@@ -210,9 +218,17 @@ class _GxProject:
         definition = self.context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=variant, data=batch_definition, suite=gx_suite)
         )
-        checkpoint = self.context.checkpoints.add_or_update(
+        screening = self.context.checkpoints.add_or_update(
             gx.Checkpoint(
                 name=variant,
+                validation_definitions=[definition],
+                actions=[],
+                result_format={"result_format": "BOOLEAN_ONLY"},
+            )
+        )
+        detailed = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"{variant}{DETAILED}",
                 validation_definitions=[definition],
                 actions=[],
                 result_format={
@@ -222,8 +238,8 @@ class _GxProject:
                 },
             )
         )
-        self.checkpoints[variant] = checkpoint
-        return checkpoint
+        self.checkpoints[variant] = (screening, detailed)
+        return screening, detailed
 
     def run(
         self,
@@ -233,20 +249,35 @@ class _GxProject:
         parameters: dict[str, Any],
         available: frozenset[str],
     ) -> ValidationReport:
-        """One GX run over one or more partitions; findings name the span of days."""
+        """The suite over one or more partitions; findings name the span of days.
+
+        GX evaluates every expectation on every row with ``BOOLEAN_ONLY`` results, which
+        skip the unexpected-value lists and row keys a passing run never needs and cost
+        about half as much as ``SUMMARY``. When anything fails (a critical expectation,
+        a warning or an error) the same suite runs again on the same frame with
+        ``SUMMARY`` results, which name the offending rows; its findings are the ones
+        reported. Both results are stored and shown in Data Docs.
+        """
         from great_expectations.core.run_identifier import RunIdentifier
 
-        checkpoint = self.checkpoint(suite, available)
+        screening, detailed = self.checkpoint(suite, available)
         span = (days[0], days[-1])
         run_name = f"{suite}-{span[0]}" if span[0] == span[1] else f"{suite}-{span[0]}..{span[1]}"
-        result = checkpoint.run(
+        result = screening.run(
             batch_parameters={"dataframe": frame},
             expectation_parameters=parameters,
             run_id=RunIdentifier(run_name=run_name),
         )
+        self.result_ids.extend(result.run_results)
+        if not result.success:
+            result = detailed.run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=parameters,
+                run_id=RunIdentifier(run_name=f"{run_name}{DETAILED}"),
+            )
+            self.result_ids.extend(result.run_results)
         report = ValidationReport(partitions_checked=len(days), rows_checked=len(frame))
-        for identifier, validation in result.run_results.items():
-            self.result_ids.append(identifier)
+        for validation in result.run_results.values():
             for outcome in validation.results:
                 report.expectations_evaluated += 1
                 finding = _finding(suite, span, outcome)
@@ -269,6 +300,26 @@ class _GxProject:
 
 
 _PROJECTS: dict[tuple, _GxProject] = {}
+
+
+def _skip_batch_fingerprints() -> None:
+    """Stop GX from hashing every row of each batch to label its stored result.
+
+    NOTE: GX's pandas engine fingerprints a batch (an md5 over pandas' hash of every
+    row, kept among the result's batch markers and shown in Data Docs) unless the frame
+    takes more than ``HASH_THRESHOLD`` bytes, 1 GB. The fingerprint is no expectation and
+    nothing reads it, yet it was ~40% of a passing run over calls; the threshold is set
+    to zero so that no batch is hashed. Known shortcoming: this sets a module constant
+    of GX's; if a GX release drops it, batches are hashed again (slower, still correct),
+    and a warning says so.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    if not hasattr(engine, "HASH_THRESHOLD"):
+        logger.warning("great_expectations has no HASH_THRESHOLD any more: every batch is "
+                       "fingerprinted again, which slows validation down")
+        return
+    engine.HASH_THRESHOLD = 0
 
 
 def _project(settings: Settings) -> _GxProject:

@@ -70,3 +70,26 @@ def test_batch_interrupted_before_commit_is_discarded(settings, write):
 
     assert not (settings.lake_dir / STAGING / "20250101T000000-dead").exists()
     assert lake.partition_days(settings.lake_dir, "calls") == []
+
+
+def test_every_staged_partition_is_synced_before_the_journal(settings, write, monkeypatch):
+    path = write("two-days.csv", HEADER + "a,2015-03-01T10:00:00Z,openai,gpt-4.1,crm,10,1,200\n"
+                 "b,2015-03-02T10:00:00Z,openai,gpt-4.1,crm,10,1,200\n")
+    synced: list[str] = []
+    real_sync, real_journal = lake.sync_files, ingest_module._write_json_atomically
+
+    def sync_and_record(root):
+        synced.extend(str(found) for found in root.rglob("*") if found.is_file())
+        return real_sync(root)
+
+    def journal_after_sync(target, document):
+        if target.name == ingest_module.JOURNAL:
+            assert sorted(source for source, _ in document["moves"]) == sorted(synced)
+        real_journal(target, document)
+
+    monkeypatch.setattr(lake, "sync_files", sync_and_record)
+    monkeypatch.setattr(ingest_module, "_write_json_atomically", journal_after_sync)
+    ingest(settings, [path])
+
+    # calls, coverage, usage_hourly and usage_daily for each of the two days
+    assert len(synced) == 8

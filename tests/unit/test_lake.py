@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines import lake
 from pipelines.schema import USAGE_HOURLY_SCHEMA
@@ -59,3 +60,25 @@ def test_empty_lake_reads_as_empty_table_with_schema(tmp_path):
 
     assert table.num_rows == 0
     assert table.schema == USAGE_HOURLY_SCHEMA
+
+
+def test_near_unique_columns_are_written_without_a_dictionary(tmp_path):
+    day = dt.date(2015, 3, 1)
+    table = pa.table({"request_id": [f"r{i}" for i in range(1000)], "provider": ["openai"] * 1000})
+    path = lake.write_partition(tmp_path, "calls", day, table)
+
+    chunks = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(2)}
+
+    assert not any("DICTIONARY" in encoding for encoding in encodings["request_id"])
+    assert any("DICTIONARY" in encoding for encoding in encodings["provider"])
+    assert pq.read_table(path).equals(table)
+
+
+def test_unsynced_partitions_are_all_synced_under_their_root(tmp_path):
+    first, second = dt.date(2015, 3, 1), dt.date(2015, 3, 2)
+    lake.write_partition(tmp_path, "usage_hourly", first, _hourly(first, [1]), sync=False)
+    lake.write_partition(tmp_path, "usage_hourly", second, _hourly(second, [2]), sync=False)
+
+    assert lake.sync_files(tmp_path) == 2
+    assert lake.sync_files(tmp_path / "missing") == 0

@@ -284,6 +284,53 @@ def test_some_calls_without_usage_is_a_warning_not_a_stop(
     assert warning.observed.startswith(f"{without} of {calls.num_rows} rows unexpected")
 
 
+def _stored_results(settings: Settings) -> dict[str, dict]:
+    """Stored validation results by run name."""
+    stored = (settings.gx_dir / "uncommitted" / "validations").rglob("*.json")
+    return {path.parent.parent.name: json.loads(path.read_text()) for path in stored}
+
+
+def test_a_passing_run_is_stored_once_without_a_fingerprint(
+    settings: Settings, cvs_day: tuple[pa.Table, pa.Table]
+) -> None:
+    calls, hourly = cvs_day
+
+    validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly}, now=END_OF_DAY)
+
+    results = _stored_results(settings)
+    assert sorted(results) == [f"calls-{CVS_DAY}", f"usage_hourly-{CVS_DAY}"]
+    for result in results.values():
+        assert result["success"]
+        assert "pandas_data_fingerprint" not in result["meta"]["batch_markers"]
+        # BOOLEAN_ONLY: every expectation evaluated, no value lists kept for passing rows.
+        assert all(outcome["result"] == {} for outcome in result["results"])
+    assert len(results[f"calls-{CVS_DAY}"]["results"]) == len(
+        [e for e in load_suite_spec(CALLS_SUITE)["expectations"]
+         if e["meta"].get("requires") is None])
+
+
+def test_a_run_with_a_finding_is_repeated_for_the_offending_rows(
+    settings: Settings, cvs_day: tuple[pa.Table, pa.Table]
+) -> None:
+    calls, hourly, _ = _huge_output(*cvs_day)
+
+    with pytest.raises(DataQualityError) as raised:
+        validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly}, now=END_OF_DAY)
+
+    results = _stored_results(settings)
+    assert sorted(results) == [f"calls-{CVS_DAY}", f"calls-{CVS_DAY}-details",
+                               f"usage_hourly-{CVS_DAY}"]
+    assert not results[f"calls-{CVS_DAY}"]["success"]
+    [detailed] = [outcome["result"] for outcome in results[f"calls-{CVS_DAY}-details"]["results"]
+                  if not outcome["success"]]
+    offending = {"output_tokens": 5_000_000, "source_file": "calls-2015-03-05.csv",
+                 "source_line": 9}
+    assert (detailed["unexpected_count"], detailed["partial_unexpected_index_list"]) == (
+        1, [offending])
+    [finding] = raised.value.report.critical
+    assert finding.offending_rows == [offending]
+
+
 def test_a_stale_newest_hour_is_a_warning(
     settings: Settings, cvs_day: tuple[pa.Table, pa.Table]
 ) -> None:
