@@ -7,7 +7,9 @@ Series (read in place from ../shared/data/real, or USAGECAST_REAL_DATA_DIR):
   (the replay tool places one call per counted tweet); tokens per call are the
   mean of the real Azure traces, priced at each series' model; March 2015;
 - the Wikipedia article views (exp of the file's value) taken as one series' daily
-  requests on openai/gpt-4.1, every month with no missing day and 8 weeks before it.
+  requests on openai/gpt-4.1, every month with no missing day of its own (its actual
+  cost is then known); the missing days before it are interpolated for training only
+  (``../shared/ANCHORS.md``'s protocol) and scored nowhere.
 
 For every as-of date the champion's recipe is retrained on the days before it, as
 ``usagecast train`` builds it (``pipelines.train.fit_recipe``: CV folds, ensemble
@@ -45,7 +47,7 @@ from models.pyfunc import forecast_with_bundle  # noqa: E402
 from pipelines import cost  # noqa: E402
 from pipelines.prices import load_prices  # noqa: E402
 from pipelines.settings import load_settings  # noqa: E402
-from pipelines.train import fit_recipe, learn_month_interval_from  # noqa: E402
+from pipelines.train import data_hash, fit_recipe, learn_month_interval_from  # noqa: E402
 
 REAL = Path(os.environ.get("USAGECAST_REAL_DATA_DIR", REPO.parent / "shared" / "data" / "real"))
 ROUTES = {
@@ -81,21 +83,32 @@ def tweet_series() -> dict[str, pd.Series]:
 
 
 def wikipedia_series() -> pd.Series:
+    """Daily views (exp of the file's log value) on a full daily grid, NaN where missing."""
     views = pd.read_csv(REAL / "wikipedia_daily" / "wp_log_R.csv", parse_dates=["ds"])
     views = views.drop_duplicates("ds").set_index("ds")["y"].sort_index()
     return np.exp(views).asfreq("D")
 
 
-def full_months(series: pd.Series) -> list[pd.Timestamp]:
-    """Months with no missing day, in the month and in the 8 weeks before it."""
+def interpolated(series: pd.Series) -> pd.Series:
+    """The training history: missing days filled linearly in the file's log scale.
+
+    Why: ANCHORS.md's protocol, so the peers and this bench train on the same days. A
+    filled day is never an actual: only months with every day of their own are scored,
+    and each is scored on its own days. Filling the whole file at once leaks nothing
+    into an as-of date's training: a gap before a scored month ends at a present day
+    before the month starts, so its filled values use only days before the as-of date.
+    """
+    return np.exp(np.log(series).interpolate(method="time", limit_area="inside"))
+
+
+def full_months(series: pd.Series, weeks_before: int = 0) -> list[pd.Timestamp]:
+    """Months with every day present, and in the ``weeks_before`` weeks before them."""
     months = []
     for month_start in pd.date_range(series.index.min(), series.index.max(), freq="MS"):
         month_end = month_start + pd.offsets.MonthBegin(1)
-        window = series[
-            (series.index >= month_start - pd.Timedelta(weeks=8)) & (series.index < month_end)
-        ]
-        expected = (month_end - (month_start - pd.Timedelta(weeks=8))).days
-        if window.notna().sum() == expected and month_end <= series.index.max():
+        first = month_start - pd.Timedelta(weeks=weeks_before)
+        window = series[(series.index >= first) & (series.index < month_end)]
+        if window.notna().sum() == (month_end - first).days:
             months.append(month_start)
     return months
 
@@ -117,13 +130,15 @@ def champion_forecast(
 ) -> tuple[pd.DataFrame, dict | None]:
     """Daily p10/p50/p90 of requests from ``as_of`` by the recipe retrained before it.
 
-    Cached per as-of date: the forecast rows and the ensemble's daily CV rows, from
-    which the month interval is learned again on every run (by the training code).
+    Cached per as-of date and training history (its content hash, so a cache made from
+    other days is never reused): the forecast rows and the ensemble's daily CV rows,
+    from which the month interval is learned again on every run (by the training code).
     """
-    rows_path = cache_dir / f"{label}_{as_of:%Y%m%d}.parquet"
-    cv_path = cache_dir / f"{label}_{as_of:%Y%m%d}_cv.parquet"
+    before = history[history["ds"] < as_of]
+    key = f"{label}_{as_of:%Y%m%d}_{data_hash(before)[:12]}"
+    rows_path = cache_dir / f"{key}.parquet"
+    cv_path = cache_dir / f"{key}_cv.parquet"
     if not (rows_path.exists() and cv_path.exists()):
-        before = history[history["ds"] < as_of]
         config = RecipeConfig(countries=tuple(settings.holiday_countries))
         folds = {"day": plan_folds(before, as_of, settings.cv_folds)["day"]}
         bundle = fit_recipe(before, as_of, config, folds)
@@ -201,10 +216,16 @@ def unit_cost(name, route, tokens, prices) -> float:
 
 
 def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataFrame:
+    """One row per (data set, series, month, as-of day).
+
+    A case is ``(dataset, actuals, training, route_of, months, earlier_set)``: the
+    actual daily requests per series (NaN where missing), the history the recipe
+    trains on, and the months of the earlier, stricter month set (column ``earlier``).
+    """
     rows = []
     setting_rule = cost.MonthRule(settings.month_error_correlation)
-    for dataset, named, route_of, month_starts in cases:
-        history = history_frame(named)
+    for dataset, named, training, route_of, month_starts, earlier_set in cases:
+        history = history_frame(training)
         for month_start in month_starts:
             month_days = calendar.monthrange(month_start.year, month_start.month)[1]
             month_end = month_start + pd.Timedelta(days=month_days)
@@ -226,13 +247,16 @@ def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataF
                     estimates = estimate_month(daily, long, name, route, prices, as_of, rules)
                     per_call = unit_cost(name, route, tokens, prices)
                     actual = values[(values.index >= month_start) & (values.index < month_end)]
+                    if len(actual) != month_days or actual.isna().any():
+                        raise ValueError(f"{name} {month_start:%Y-%m}: a day of the month is "
+                                         "missing, so its actual cost is unknown")
                     truth = float(actual.sum()) * per_call
                     to_date = float(actual[actual.index < as_of].sum())
                     last_week = values[values.index < as_of].tail(7).to_numpy()
                     snaive = to_date + float(np.resize(last_week, month_days - day + 1).sum())
                     row = {
                         "dataset": dataset, "series": name, "month": f"{month_start:%Y-%m}",
-                        "day": day, "actual": truth,
+                        "day": day, "actual": truth, "earlier": month_start in earlier_set,
                         "err_runrate": abs(to_date / (day - 1) * month_days * per_call - truth)
                         / truth,
                         "err_snaive": abs(snaive * per_call - truth) / truth,
@@ -249,15 +273,24 @@ def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def _groups(frame: pd.DataFrame):
+    """Rows of the table: each data set and day, then the earlier Wikipedia month set."""
+    for (dataset, day), group in frame.groupby(["dataset", "day"]):
+        yield f"{dataset} ({len(group)})", day, group
+    earlier = frame[(frame["dataset"] == "wikipedia") & frame["earlier"]]
+    for day, group in earlier.groupby("day"):
+        yield f"wikipedia, earlier set ({len(group)})", day, group
+
+
 def report(frame: pd.DataFrame, setting_rho: float) -> str:
     lines = [
         "| data | as of | champion (mean abs %) | median | run-rate | MTD + snaive | "
         "coverage learned rule | width | coverage setting rho | width |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, day), group in frame.groupby(["dataset", "day"]):
+    for label, day, group in _groups(frame):
         lines.append(
-            f"| {dataset} ({len(group)}) | day {day} | {100 * group['err_learned'].mean():.2f} | "
+            f"| {label} | day {day} | {100 * group['err_learned'].mean():.2f} | "
             f"{100 * group['err_learned'].median():.2f} | "
             f"{100 * group['err_runrate'].mean():.2f} | {100 * group['err_snaive'].mean():.2f} | "
             f"{100 * group['in_learned'].mean():.0f}% | "
@@ -266,10 +299,10 @@ def report(frame: pd.DataFrame, setting_rho: float) -> str:
             f"{100 * group['width_setting'].mean():.1f}% |"
         )
     lines.append("")
-    for (dataset, day), group in frame.groupby(["dataset", "day"]):
+    for label, day, group in _groups(frame):
         ours = group["err_learned"].mean()
         lines.append(
-            f"{dataset} day {day}: ratio champion/run-rate "
+            f"{label} day {day}: ratio champion/run-rate "
             f"{ours / group['err_runrate'].mean():.2f}, champion/snaive "
             f"{ours / group['err_snaive'].mean():.2f}; learned rho "
             f"{group['rho'].min():.2f}-{group['rho'].max():.2f} (median "
@@ -303,9 +336,12 @@ def main() -> None:
     wiki_months = full_months(wiki)
     if args.limit_months:
         wiki_months = wiki_months[-args.limit_months:]
+    tweets = tweet_series()
+    march = [pd.Timestamp("2015-03-01")]
     cases = [
-        ("replay", tweet_series(), ROUTES.get, [pd.Timestamp("2015-03-01")]),
-        ("wikipedia", {"wp_R": wiki.dropna()}, lambda _name: WIKI_ROUTE, wiki_months),
+        ("replay", tweets, tweets, ROUTES.get, march, march),
+        ("wikipedia", {"wp_R": wiki}, {"wp_R": interpolated(wiki)}, lambda _name: WIKI_ROUTE,
+         wiki_months, set(full_months(wiki, weeks_before=8))),
     ]
     frame = run_cases(cases, settings, prices, tokens, args.cache, log)
     if args.out:
