@@ -114,8 +114,8 @@ class ValidationReport:
         verdict = "passed" if self.success else f"FAILED ({len(self.critical)} critical)"
         text = (
             f"validation {verdict}: {self.partitions_checked} partitions, "
-            f"{self.rows_checked:,} rows, {self.expectations_evaluated} expectation results, "
-            f"{len(self.warnings)} warnings"
+            f"{self.rows_checked:,} rows (calls and hourly usage together), "
+            f"{self.expectations_evaluated} expectation results, {len(self.warnings)} warnings"
         )
         if self.docs_index is not None:
             text += f"; Data Docs: {self.docs_index}"

@@ -295,8 +295,12 @@ def test_a_passing_run_is_stored_once_without_a_fingerprint(
 ) -> None:
     calls, hourly = cvs_day
 
-    validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly}, now=END_OF_DAY)
+    report = validate_batch(settings, {CVS_DAY: calls}, {CVS_DAY: hourly}, now=END_OF_DAY)
 
+    # calls-2015-03-05.csv of the CVS replay has 111 rows; its day has 24 hourly rows.
+    assert (calls.num_rows, hourly.num_rows) == (111, 24)
+    assert report.summary().startswith(
+        "validation passed: 2 partitions, 135 rows (calls and hourly usage together), ")
     results = _stored_results(settings)
     assert sorted(results) == [f"calls-{CVS_DAY}", f"usage_hourly-{CVS_DAY}"]
     for result in results.values():
