@@ -87,14 +87,7 @@ def write_partition_batches(
     target_dir = partition_dir(lake_dir, table, day)
     target_dir.mkdir(parents=True, exist_ok=True)
     final_path = target_dir / PARTITION_FILE
-    write_file(final_path, schema, parts, sync=sync)
-    return final_path
-
-
-def write_file(path: Path, schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch],
-               sync: bool = True) -> Path:
-    """Write ``parts`` as one lake-format Parquet file at ``path``, replacing it atomically."""
-    temporary_path = path.with_name(f".{uuid.uuid4().hex}.tmp")
+    temporary_path = target_dir / f".{uuid.uuid4().hex}.tmp"
     dictionary = [name for name in schema.names if name not in PLAIN_COLUMNS]
     try:
         with pq.ParquetWriter(temporary_path, schema, compression=COMPRESSION,
@@ -105,10 +98,10 @@ def write_file(path: Path, schema: pa.Schema, parts: Iterable[pa.Table | pa.Reco
                 writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
         if sync:
             _fsync(temporary_path)
-        os.replace(temporary_path, path)
+        os.replace(temporary_path, final_path)
     finally:
         temporary_path.unlink(missing_ok=True)
-    return path
+    return final_path
 
 
 def _fsync(path: Path) -> None:
