@@ -6,8 +6,10 @@ short for three 35-day folds plus two months of training) from midnight origins 
 horizon apart; there are up to ``DAILY_FOLD_FACTOR`` times as many daily folds as
 hourly ones, as many as leave two weeks of training, because models on daily totals
 are cheap to refit and three folds give a unit only three values per horizon step to
-learn its ensemble weights from. Every model of a fold is trained on data before the
-fold's origin only: the callers pass ``history[ds < origin]`` views through
+learn its ensemble weights from. A history of over a year also gets daily folds at the
+as-of date one and two years back (``year_ago_origins``), so that the weights are scored on
+the time of year about to be forecast, holidays included. Every model of a fold is trained
+on data before the fold's origin only: the callers pass ``history[ds < origin]`` views through
 ``unit_series``.
 
 A history too short for any such daily fold (under three weeks) gets short folds
@@ -37,6 +39,10 @@ MIN_TRAIN = {"hour": pd.Timedelta(hours=48), "day": pd.Timedelta(days=14)}
 SHORT_MIN_TRAIN = pd.Timedelta(days=7)
 """Training before a short daily fold: one weekly season, what the seasonal members need."""
 DAILY_FOLD_FACTOR = 2
+YEAR_DAYS = 364
+"""52 weeks: a year back on the same weekdays."""
+YEAR_AGO_FOLDS = 2
+"""Daily folds at the as-of date one and two years back, where the history reaches."""
 
 
 def short_daily_origins(
@@ -67,6 +73,30 @@ def short_daily_origins(
     return [earliest] if earliest < as_of else []
 
 
+def year_ago_origins(
+    first_day: pd.Timestamp, as_of: pd.Timestamp, horizon: int, recent: list[pd.Timestamp]
+) -> list[pd.Timestamp]:
+    """Daily origins on the as-of date's weekday one and two years back.
+
+    Why: the recent folds only show the ensemble the last few months, so the weights of
+    a December as-of date never see a holiday week, although the global LightGBM has
+    learned it from earlier years. A fold at the same time of a past year scores each
+    member on the weeks about to be forecast. Only origins whose fold ends before the
+    recent folds start (none overlaps them) and that leave two weeks of training.
+    """
+    if not recent:
+        return []
+    earliest_recent = min(recent)
+    origins = []
+    for years in range(1, YEAR_AGO_FOLDS + 1):
+        origin = as_of - pd.Timedelta(days=YEAR_DAYS * years)
+        if origin + pd.Timedelta(days=horizon) <= earliest_recent and (
+            origin - first_day >= MIN_TRAIN["day"]
+        ):
+            origins.append(origin)
+    return origins
+
+
 def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
     """The CV origins per resolution: {"hour": {"horizon", "origins"}, "day": {...}}."""
     plan = {}
@@ -86,6 +116,7 @@ def plan_folds(history: pd.DataFrame, as_of: pd.Timestamp, folds: int) -> dict:
         daily_folds = DAILY_FOLD_FACTOR * folds
         origins = [as_of - pd.Timedelta(days=horizon * (k + 1)) for k in range(daily_folds)]
         origins = [o for o in origins if o - first_day >= MIN_TRAIN["day"]]
+        origins += year_ago_origins(first_day, as_of, horizon, origins)
         if not origins:
             origins = short_daily_origins(first_day, as_of, horizon, daily_folds)
             logger.info(

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import functools
+import hashlib
 import logging
 import os
 import sys
@@ -125,17 +127,30 @@ def history_frame(named: dict[str, pd.Series]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@functools.cache
+def model_code_hash() -> str:
+    """A hash of the code a forecast depends on: ``features/``, ``models/``, the training."""
+    digest = hashlib.sha256()
+    files = sorted([*(REPO / "features").glob("*.py"), *(REPO / "models").glob("*.py"),
+                    REPO / "pipelines" / "train.py"])
+    for path in files:
+        digest.update(path.relative_to(REPO).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def champion_forecast(
     history: pd.DataFrame, as_of: pd.Timestamp, days: int, settings, cache_dir: Path, label: str
 ) -> tuple[pd.DataFrame, dict | None]:
     """Daily p10/p50/p90 of requests from ``as_of`` by the recipe retrained before it.
 
-    Cached per as-of date and training history (its content hash, so a cache made from
-    other days is never reused): the forecast rows and the ensemble's daily CV rows,
-    from which the month interval is learned again on every run (by the training code).
+    Cached per as-of date, training history and model code (content hashes, so a cache
+    made from other days or by other code is never reused): the forecast rows and the
+    ensemble's daily CV rows, from which the month interval is learned again on every
+    run (by the training code).
     """
     before = history[history["ds"] < as_of]
-    key = f"{label}_{as_of:%Y%m%d}_{data_hash(before)[:12]}"
+    key = f"{label}_{as_of:%Y%m%d}_{data_hash(before)[:12]}_{model_code_hash()}"
     rows_path = cache_dir / f"{key}.parquet"
     cv_path = cache_dir / f"{key}_cv.parquet"
     if not (rows_path.exists() and cv_path.exists()):

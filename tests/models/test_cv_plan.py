@@ -65,3 +65,37 @@ def test_short_folds_are_only_used_where_no_two_week_fold_fits():
 def test_no_daily_fold_without_one_season_of_training_and_one_day_to_score():
     assert _daily_origins(7) == []
     assert _daily_origins(8) == ["2026-01-08T00:00:00"]
+
+
+def _long_daily_plan(days: int, folds: int = 3) -> tuple[pd.Timestamp, dict]:
+    ds = pd.date_range("2026-01-01", periods=days, freq="D")
+    history = pd.DataFrame({"series_id": "s", "resolution": "day", "ds": ds,
+                            "target": "requests", "y": 1.0})
+    as_of = ds[-1] + pd.Timedelta(days=1)
+    return as_of, plan_folds(history, as_of, folds)["day"]
+
+
+def test_two_years_of_history_add_folds_one_and_two_years_back_on_the_same_weekday():
+    as_of, plan = _long_daily_plan(800)
+    recent = [as_of - pd.Timedelta(days=35 * k) for k in (6, 5, 4, 3, 2, 1)]
+    year_ago = [as_of - pd.Timedelta(days=364 * k) for k in (2, 1)]
+    assert plan["horizon"] == 35
+    assert plan["origins"] == sorted(o.isoformat() for o in recent + year_ago)
+    assert all(o.day_of_week == as_of.day_of_week for o in year_ago)
+
+
+def test_a_year_ago_fold_needs_two_weeks_of_training_before_it():
+    # 740 days: two years back (728 days) leaves 12 days of training, one year back 376.
+    as_of, plan = _long_daily_plan(740)
+    assert (as_of - pd.Timedelta(days=728)).isoformat() not in plan["origins"]
+    assert (as_of - pd.Timedelta(days=364)).isoformat() in plan["origins"]
+    assert len(plan["origins"]) == 7
+
+
+def test_a_year_ago_fold_that_would_overlap_the_recent_folds_is_left_out():
+    # Six folds setting: 12 recent folds reach 420 days back, past the 364-day origin,
+    # whose 35 days would be scored twice; the one two years back is kept.
+    as_of, plan = _long_daily_plan(900, folds=6)
+    assert (as_of - pd.Timedelta(days=364)).isoformat() not in plan["origins"]
+    assert (as_of - pd.Timedelta(days=728)).isoformat() in plan["origins"]
+    assert len(plan["origins"]) == 13
