@@ -30,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+from peers_env import peers_python  # noqa: E402
 from series import folds, horizon, load_series, to_daily  # noqa: E402
 
 from features.history import unit_series  # noqa: E402
@@ -40,7 +42,6 @@ from pipelines.train import fit_recipe  # noqa: E402
 
 MODELS = ("champion", "snaive", "prophet", "lightgbm", "tutorial", "mstl", "autoets", "mlf_lgbm")
 TUTORIAL_PROPHET_WEIGHT = 0.5
-PEERS_VENV = REPO / "bench" / ".venv-peers"
 
 
 def history_frame(named: dict[str, pd.Series], resolution: str) -> pd.DataFrame:
@@ -203,19 +204,12 @@ def run_ours(series_by_name: dict, log, cache_dir: Path) -> tuple[pd.DataFrame, 
 
 
 def run_peers(real_dir: Path, out_dir: Path, log, peers_file: Path | None) -> pd.DataFrame:
-    python = PEERS_VENV / "bin" / "python"
-    if peers_file is not None:
-        log(f"reusing peer forecasts from {peers_file}")
-    elif not python.exists():
-        log(f"creating {PEERS_VENV} from peers_requirements.txt")
-        subprocess.run(["python3.11", "-m", "venv", str(PEERS_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
-                        str(HERE / "peers_requirements.txt")], check=True)
     path = peers_file
-    if path is None:
-        (PEERS_VENV / ".gitignore").write_text("*\n")
+    if path is not None:
+        log(f"reusing peer forecasts from {peers_file}")
+    else:
         path = out_dir / "peers_forecasts.parquet"
-        subprocess.run([str(python), str(HERE / "peers.py"), str(real_dir), str(path)],
+        subprocess.run([str(peers_python()), str(HERE / "peers.py"), str(real_dir), str(path)],
                        check=True)
     peers = pd.read_parquet(path)
     peers["origin"] = pd.to_datetime(peers["origin"])

@@ -1,6 +1,6 @@
 """Month-total cost estimates as of day 10 and day 20 of every full month, on real series.
 
-Usage: .venv/bin/python bench/cost/run.py [--cache /tmp/cost/cache] [--limit-months N]
+Usage: .venv/bin/python bench/cost/run.py [--cache DIR] [--limit-months N] [--skip-peers]
 
 Series (read in place from ../shared/data/real, or USAGECAST_REAL_DATA_DIR):
 - the replay log's seven series: their calls per UTC day are the NAB tweet counts
@@ -20,7 +20,9 @@ are trained together, as one lake would be; only their daily resolution is fitte
 (the hourly models do not feed the daily forecast). The estimate is usagecast's
 cost path (``pipelines.cost``: actual to date plus the forecast rest, p10/p90 by the
 model's learned month rule, or by the setting's correlation for comparison).
-Baselines measured in the same run: run-rate, and month-to-date + seasonal naive.
+Baselines measured in the same run: run-rate, and month-to-date + seasonal naive; and on
+Wikipedia the peers (statsforecast MSTL and AutoETS, mlforecast LightGBM) forecasting the
+rest of the month (``bench/cost/peers.py``, in ``bench/.venv-peers``; ``--skip-peers``).
 Each as-of date's forecast is cached, so an interrupted run resumes.
 """
 
@@ -32,6 +34,7 @@ import functools
 import hashlib
 import logging
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -40,8 +43,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE.parent))
+
+from peers_env import PEERS_VENV, peers_python  # noqa: E402
 
 from models.cv import plan_folds  # noqa: E402
 from models.forecaster import RecipeConfig  # noqa: E402
@@ -288,6 +295,78 @@ def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+PEER_MODELS = ("mstl", "autoets", "mlf_lgbm")
+
+
+def peer_errors(frame: pd.DataFrame, actuals: pd.Series, training: pd.Series,
+                cache_dir: Path, log) -> pd.DataFrame:
+    """Add ``err_<peer>`` to the Wikipedia rows: month to date + the peer's forecast of the rest.
+
+    The peers (bench/accuracy's MSTL, AutoETS and mlforecast LightGBM) run in the peers'
+    venv on the same filled training days as the champion; their forecasts are point
+    forecasts, so they get an error and no coverage. Cached under a hash of the inputs and
+    of the peers' code.
+    """
+    wiki = frame["dataset"] == "wikipedia"
+    month_starts = pd.to_datetime(frame.loc[wiki, "month"] + "-01")
+    as_of = month_starts + pd.to_timedelta(frame.loc[wiki, "day"] - 1, unit="D")
+    month_ends = month_starts + pd.offsets.MonthBegin(1)
+    cases = pd.DataFrame({"as_of": as_of, "steps": (month_ends - as_of).dt.days})
+    cases = cases.drop_duplicates().sort_values("as_of").reset_index(drop=True)
+    history = pd.DataFrame({"ds": training.index, "y": training.to_numpy()}).dropna()
+
+    digest = hashlib.sha256(pd.util.hash_pandas_object(history, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(cases, index=False).to_numpy().tobytes())
+    for script in (HERE / "peers.py", HERE.parent / "accuracy" / "peers.py"):
+        digest.update(script.read_bytes())
+    out_path = cache_dir / f"peers_{digest.hexdigest()[:12]}.parquet"
+    if not out_path.exists():
+        history_path = cache_dir / "peers_history.parquet"
+        cases_path = cache_dir / "peers_cases.parquet"
+        history.to_parquet(history_path, index=False)
+        cases.to_parquet(cases_path, index=False)
+        log(f"peers: {len(cases)} as-of dates in {PEERS_VENV}")
+        partial = out_path.with_suffix(".partial")
+        subprocess.run([str(peers_python()), str(HERE / "peers.py"), str(history_path),
+                        str(cases_path), str(partial)], check=True)
+        partial.rename(out_path)
+    peers = pd.read_parquet(out_path)
+    failed = peers[peers["error"] != ""]
+    if len(failed):
+        log(f"peers failed on {len(failed)} (as-of date, model) pairs: "
+            f"{failed['error'].iloc[0]}")
+    rest = peers[peers["error"] == ""].groupby(["as_of", "model"])["yhat"].sum()
+
+    frame = frame.copy()
+    for model in PEER_MODELS:
+        frame[f"err_{model}"] = np.nan
+    for index, start, date, end in zip(frame.index[wiki], month_starts, as_of, month_ends,
+                                       strict=True):
+        month = actuals[(actuals.index >= start) & (actuals.index < end)]
+        truth = float(month.sum())
+        to_date = float(month[month.index < date].sum())
+        for model in PEER_MODELS:
+            if (date, model) in rest.index:
+                estimate = to_date + rest[(date, model)]
+                frame.loc[index, f"err_{model}"] = abs(estimate - truth) / truth
+    return frame
+
+
+def peers_report(frame: pd.DataFrame) -> str:
+    """Champion against month to date + each peer, on the Wikipedia rows."""
+    lines = [
+        "| data | as of | champion | MTD + MSTL | MTD + AutoETS | MTD + mlforecast LGBM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, day, group in _groups(frame):
+        if f"err_{PEER_MODELS[0]}" not in group or group[f"err_{PEER_MODELS[0]}"].isna().all():
+            continue
+        cells = " | ".join(f"{100 * group[f'err_{model}'].mean():.2f}" for model in PEER_MODELS)
+        lines.append(f"| {label} | day {day} | {100 * group['err_learned'].mean():.2f} | "
+                     f"{cells} |")
+    return "\n".join(lines)
+
+
 def _groups(frame: pd.DataFrame):
     """Rows of the table: each data set and day, then the earlier Wikipedia month set."""
     for (dataset, day), group in frame.groupby(["dataset", "day"]):
@@ -333,6 +412,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/cost/cache"))
     parser.add_argument("--limit-months", type=int, help="only the last N Wikipedia months")
     parser.add_argument("--out", type=Path, help="write every case's row to this CSV")
+    parser.add_argument("--skip-peers", action="store_true",
+                        help="leave out the statsforecast / mlforecast peers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("prophet").setLevel(logging.WARNING)
@@ -359,9 +440,14 @@ def main() -> None:
          wiki_months, set(full_months(wiki, weeks_before=8))),
     ]
     frame = run_cases(cases, settings, prices, tokens, args.cache, log)
+    if not args.skip_peers:
+        frame = peer_errors(frame, wiki, interpolated(wiki), args.cache, log)
     if args.out:
         frame.to_csv(args.out, index=False)
     print(report(frame, settings.month_error_correlation))
+    if not args.skip_peers:
+        print()
+        print(peers_report(frame))
     log("done")
 
 
