@@ -22,8 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "accuracy"))
 
 from peers import _mlforecast, _statsforecast  # noqa: E402
 
-MODELS = ("mstl", "autoets", "mlf_lgbm")
-
 
 def main() -> None:
     history_path, cases_path, out_path = (Path(arg) for arg in sys.argv[1:4])
