@@ -53,6 +53,30 @@ def _mlforecast(train: pd.Series, steps: int, daily: bool) -> pd.Series:
     return forecaster.predict(steps).set_index("ds")["mlf_lgbm"].clip(lower=0)
 
 
+def forecast_rows(train: pd.Series, steps: int, daily: bool, **keys) -> list[dict]:
+    """Every peer's forecast of ``steps`` steps after ``train``, as rows carrying ``keys``.
+
+    A peer that fails writes one row with its ``error`` and no forecast: a result, not a
+    crash, so one bad fit never loses the others.
+    """
+    rows: list[dict] = []
+    forecasts: dict[str, pd.Series] = {}
+    for label in ("stats", "mlf"):
+        try:
+            if label == "stats":
+                forecasts.update(_statsforecast(train, steps, daily))
+            else:
+                forecasts["mlf_lgbm"] = _mlforecast(train, steps, daily)
+        except Exception as error:  # a peer failing on a fold is a result
+            names = ["mstl", "autoets"] if label == "stats" else ["mlf_lgbm"]
+            rows.extend({**keys, "model": model, "ds": pd.NaT, "yhat": float("nan"),
+                         "error": repr(error)[:200]} for model in names)
+    for model, values in forecasts.items():
+        rows.extend({**keys, "model": model, "ds": ds, "yhat": float(value), "error": ""}
+                    for ds, value in values.items())
+    return rows
+
+
 def main() -> None:
     real_dir, out_path = Path(sys.argv[1]), Path(sys.argv[2])
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -65,24 +89,8 @@ def main() -> None:
                 train = series[series.index < origin]
                 if daily:
                     train = train.interpolate(limit_direction="both")
-                steps = horizon(evaluation)
-                forecasts: dict[str, pd.Series] = {}
-                for label in ("stats", "mlf"):
-                    try:
-                        if label == "stats":
-                            forecasts.update(_statsforecast(train, steps, daily))
-                        else:
-                            forecasts["mlf_lgbm"] = _mlforecast(train, steps, daily)
-                    except Exception as error:  # a peer failing on a fold is a result
-                        names = ["mstl", "autoets"] if label == "stats" else ["mlf_lgbm"]
-                        for model in names:
-                            rows.append({"series": name, "evaluation": evaluation,
-                                         "origin": origin, "model": model, "ds": pd.NaT,
-                                         "yhat": float("nan"), "error": repr(error)[:200]})
-                for model, values in forecasts.items():
-                    rows.extend({"series": name, "evaluation": evaluation, "origin": origin,
-                                 "model": model, "ds": ds, "yhat": float(value), "error": ""}
-                                for ds, value in values.items())
+                rows += forecast_rows(train, horizon(evaluation), daily, series=name,
+                                      evaluation=evaluation, origin=origin)
             print(f"peers {name} {evaluation} done ({time.perf_counter() - started:.0f}s)",
                   flush=True)
     pd.DataFrame(rows).to_parquet(out_path, index=False)

@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "accuracy"))
 
-from peers import _mlforecast, _statsforecast  # noqa: E402
+from peers import forecast_rows  # noqa: E402
 
 
 def main() -> None:
@@ -32,20 +32,7 @@ def main() -> None:
     started = time.perf_counter()
     for as_of, steps in zip(pd.to_datetime(cases["as_of"]), cases["steps"], strict=True):
         train = history[history.index < as_of]
-        forecasts: dict[str, pd.Series] = {}
-        for label, names in (("stats", ("mstl", "autoets")), ("mlf", ("mlf_lgbm",))):
-            try:
-                if label == "stats":
-                    forecasts.update(_statsforecast(train, int(steps), daily=True))
-                else:
-                    forecasts["mlf_lgbm"] = _mlforecast(train, int(steps), daily=True)
-            except Exception as error:  # a peer failing on a date is a result
-                rows.extend({"as_of": as_of, "model": model, "ds": pd.NaT,
-                             "yhat": float("nan"), "error": repr(error)[:200]}
-                            for model in names)
-        for model, values in forecasts.items():
-            rows.extend({"as_of": as_of, "model": model, "ds": ds, "yhat": float(value),
-                         "error": ""} for ds, value in values.items())
+        rows += forecast_rows(train, int(steps), daily=True, as_of=as_of)
         print(f"peers as of {as_of.date()} ({time.perf_counter() - started:.0f}s)", flush=True)
     pd.DataFrame(rows).to_parquet(out_path, index=False)
 

@@ -278,7 +278,9 @@ def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataF
                     snaive = to_date + float(np.resize(last_week, month_days - day + 1).sum())
                     row = {
                         "dataset": dataset, "series": name, "month": f"{month_start:%Y-%m}",
-                        "day": day, "actual": truth, "earlier": month_start in earlier_set,
+                        "day": day, "as_of": as_of, "actual": truth,
+                        "requests_to_date": to_date, "requests_month": float(actual.sum()),
+                        "earlier": month_start in earlier_set,
                         "err_runrate": abs(to_date / (day - 1) * month_days * per_call - truth)
                         / truth,
                         "err_snaive": abs(snaive * per_call - truth) / truth,
@@ -298,8 +300,7 @@ def run_cases(cases, settings, prices, tokens, cache_dir: Path, log) -> pd.DataF
 PEER_MODELS = ("mstl", "autoets", "mlf_lgbm")
 
 
-def peer_errors(frame: pd.DataFrame, actuals: pd.Series, training: pd.Series,
-                cache_dir: Path, log) -> pd.DataFrame:
+def peer_errors(frame: pd.DataFrame, training: pd.Series, cache_dir: Path, log) -> pd.DataFrame:
     """Add ``err_<peer>`` to the Wikipedia rows: month to date + the peer's forecast of the rest.
 
     The peers (bench/accuracy's MSTL, AutoETS and mlforecast LightGBM) run in the peers'
@@ -307,11 +308,9 @@ def peer_errors(frame: pd.DataFrame, actuals: pd.Series, training: pd.Series,
     forecasts, so they get an error and no coverage. Cached under a hash of the inputs and
     of the peers' code.
     """
-    wiki = frame["dataset"] == "wikipedia"
-    month_starts = pd.to_datetime(frame.loc[wiki, "month"] + "-01")
-    as_of = month_starts + pd.to_timedelta(frame.loc[wiki, "day"] - 1, unit="D")
-    month_ends = month_starts + pd.offsets.MonthBegin(1)
-    cases = pd.DataFrame({"as_of": as_of, "steps": (month_ends - as_of).dt.days})
+    wiki = frame[frame["dataset"] == "wikipedia"]
+    month_ends = pd.to_datetime(wiki["month"] + "-01") + pd.offsets.MonthBegin(1)
+    cases = pd.DataFrame({"as_of": wiki["as_of"], "steps": (month_ends - wiki["as_of"]).dt.days})
     cases = cases.drop_duplicates().sort_values("as_of").reset_index(drop=True)
     history = pd.DataFrame({"ds": training.index, "y": training.to_numpy()}).dropna()
 
@@ -335,20 +334,13 @@ def peer_errors(frame: pd.DataFrame, actuals: pd.Series, training: pd.Series,
     if len(failed):
         log(f"peers failed on {len(failed)} (as-of date, model) pairs: "
             f"{failed['error'].iloc[0]}")
-    rest = peers[peers["error"] == ""].groupby(["as_of", "model"])["yhat"].sum()
+    rest = peers[peers["error"] == ""].groupby(["model", "as_of"])["yhat"].sum()
 
     frame = frame.copy()
     for model in PEER_MODELS:
-        frame[f"err_{model}"] = np.nan
-    for index, start, date, end in zip(frame.index[wiki], month_starts, as_of, month_ends,
-                                       strict=True):
-        month = actuals[(actuals.index >= start) & (actuals.index < end)]
-        truth = float(month.sum())
-        to_date = float(month[month.index < date].sum())
-        for model in PEER_MODELS:
-            if (date, model) in rest.index:
-                estimate = to_date + rest[(date, model)]
-                frame.loc[index, f"err_{model}"] = abs(estimate - truth) / truth
+        forecast_rest = wiki["as_of"].map(rest[model]) if model in rest.index else np.nan
+        estimate = wiki["requests_to_date"] + forecast_rest
+        frame[f"err_{model}"] = (estimate - wiki["requests_month"]).abs() / wiki["requests_month"]
     return frame
 
 
@@ -441,7 +433,7 @@ def main() -> None:
     ]
     frame = run_cases(cases, settings, prices, tokens, args.cache, log)
     if not args.skip_peers:
-        frame = peer_errors(frame, wiki, interpolated(wiki), args.cache, log)
+        frame = peer_errors(frame, interpolated(wiki), args.cache, log)
     if args.out:
         frame.to_csv(args.out, index=False)
     print(report(frame, settings.month_error_correlation))
